@@ -1,0 +1,681 @@
+"""The FiftyOne-aware engine: encodings as sample fields, duplicate runs,
+tags and views.
+
+Reads with ``values()`` and writes with ``set_values()`` (never a per-sample
+``save()``), so a run over a large dataset costs a handful of database round
+trips. Knows nothing of the App: the operators and the CLI both call these
+functions.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field as dc_field
+
+import numpy as np
+
+import fiftyone as fo
+import fiftyone.core.collections as foc
+import fiftyone.core.fields as fof
+import fiftyone.core.media as fom
+from fiftyone import ViewField as F
+
+from fiftyone_dedup import decode
+from fiftyone_dedup import encoders
+from fiftyone_dedup import grouping
+from fiftyone_dedup import hashing
+from fiftyone_dedup import keep as keep_policies
+from fiftyone_dedup import search
+from fiftyone_dedup import runs
+from fiftyone_dedup.progress import ProgressBar
+
+logger = logging.getLogger(__name__)
+
+#: the default run key
+DEFAULT_RUN_KEY = "dedup"
+
+#: the default tag added to duplicates
+DEFAULT_TAG = "duplicate"
+
+ROLE_KEPT = "kept"
+ROLE_DUPLICATE = "duplicate"
+
+
+@dataclass
+class EncodeReport:
+    """What an encoding pass did.
+
+    Attributes:
+        field: the sample field holding the encodings
+        num_samples: the samples considered
+        num_computed: the samples encoded now
+        num_reused: the samples whose stored encoding was still valid
+        failures: a list of ``{"id", "filepath", "error"}`` dicts, one per
+            sample that could not be encoded
+    """
+
+    field: str
+    num_samples: int = 0
+    num_computed: int = 0
+    num_reused: int = 0
+    failures: list = dc_field(default_factory=list)
+
+    @property
+    def num_failed(self):
+        """The number of samples that could not be encoded."""
+        return len(self.failures)
+
+
+def error_field(field):
+    """The field recording why a sample could not be encoded.
+
+    Args:
+        field: an encodings field
+
+    Returns:
+        ``"<field>_error"``
+    """
+    return f"{field}_error"
+
+
+def stamp_field(field):
+    """The field recording which file version and settings an encoding is of.
+
+    Args:
+        field: an encodings field
+
+    Returns:
+        ``"<field>_stamp"``
+    """
+    return f"{field}_stamp"
+
+
+def check_collection(samples, nonempty=False):
+    """Checks that ``samples`` is an image dataset or view.
+
+    Args:
+        samples: the object to check
+        nonempty (False): whether an empty collection is an error
+
+    Raises:
+        ValueError: saying what is wrong
+    """
+    if not isinstance(samples, foc.SampleCollection):
+        raise ValueError(
+            "Expected a FiftyOne dataset or view, got "
+            f"{type(samples).__name__}"
+        )
+    if nonempty and len(samples) == 0:
+        raise ValueError(
+            f"The collection to deduplicate is empty "
+            f"(dataset '{samples._root_dataset.name}')"
+        )
+    if samples.media_type not in (None, fom.IMAGE, fom.GROUP):
+        raise ValueError(
+            f"Only image collections can be deduplicated; "
+            f"'{samples._root_dataset.name}' has media type "
+            f"'{samples.media_type}'"
+        )
+
+
+def validate_field_name(name, what="field"):
+    """Checks a user-given field name.
+
+    Args:
+        name: the name
+        what ("field"): what the name is for, for the message
+
+    Returns:
+        the name
+
+    Raises:
+        ValueError: if it is not a usable top-level field name
+    """
+    if not isinstance(name, str) or not name or not name.isidentifier():
+        raise ValueError(
+            f"Invalid {what} {name!r}: use letters, digits and underscores, "
+            "not starting with a digit"
+        )
+    if name in ("id", "filepath", "tags", "metadata", "media_type") or name.startswith("_"):
+        raise ValueError(f"Invalid {what} {name!r}: that name is reserved")
+    return name
+
+
+def validate_run_key(run_key):
+    """Checks a run key.
+
+    Args:
+        run_key: the key
+
+    Returns:
+        the key
+
+    Raises:
+        ValueError: if it is not a valid identifier
+    """
+    return validate_field_name(run_key, what="run key")
+
+
+def _check_field_type(samples, field, ftype, what):
+    schema = samples._root_dataset.get_field_schema()
+    existing = schema.get(field)
+    if existing is not None and not isinstance(existing, ftype):
+        raise ValueError(
+            f"Field '{field}' already exists with type "
+            f"{type(existing).__name__}, which cannot hold {what}; choose "
+            "another field name"
+        )
+
+
+def compute_hashes(
+    samples,
+    field=None,
+    method="dhash",
+    overwrite=False,
+    exact=False,
+    num_workers=None,
+    skip_failures=True,
+    progress=None,
+):
+    """Computes a perceptual hash of every sample's image as a sample field.
+
+    The hash is imagededup's algorithm (DHash by default: 9x8 gradient, 64
+    bits) written as 16 hex digits, so values are interchangeable with
+    imagededup encodings. Images that cannot be read get ``None`` and the
+    reason in ``<field>_error``; the run goes on. Stored hashes of files that
+    have not changed since (same size and modification time) are reused
+    unless ``overwrite`` is set.
+
+    Args:
+        samples: a FiftyOne dataset or view of images
+        field (None): the sample field to store the hashes in; defaults to the
+            method name (``"dhash"``)
+        method ("dhash"): ``"dhash"``, ``"phash"``, ``"ahash"`` or
+            ``"whash"``
+        overwrite (False): recompute hashes that are already stored
+        exact (False): decode JPEGs fully instead of with draft mode (slower;
+            bit-identical to imagededup)
+        num_workers (None): worker processes; ``None`` for one per CPU, ``0``
+            to hash in this process
+        skip_failures (True): record unreadable images and go on; if False,
+            raise after storing what was computed
+        progress (None): ``None``, a bool, or a callable (see
+            :mod:`fiftyone_dedup.progress`)
+
+    Returns:
+        an :class:`EncodeReport`
+
+    Raises:
+        ValueError: for bad arguments, or an unreadable image when
+            ``skip_failures`` is False
+    """
+    method = hashing.validate_method(method)
+    field = validate_field_name(field or method)
+    check_collection(samples)
+    _check_field_type(samples, field, fof.StringField, "hex hashes")
+    tag = f"{method}:{'exact' if exact else 'draft'}"
+
+    def encode(paths):
+        return hashing.hash_files(
+            paths, method=method, exact=exact, num_workers=num_workers
+        )
+
+    return _encode_collection(
+        samples,
+        field,
+        tag,
+        encode,
+        overwrite=overwrite,
+        skip_failures=skip_failures,
+        progress=progress,
+        label="Hashing images",
+    )
+
+
+def _encode_collection(
+    samples, field, settings, encode, overwrite, skip_failures, progress, label,
+    field_type=fof.StringField,
+):
+    ids, paths = samples.values(["id", "filepath"])
+    n = len(ids)
+    report = EncodeReport(field=field, num_samples=n)
+    if n == 0:
+        return report
+
+    stamps = [
+        _stamp(settings, decode.file_stamp(p)) for p in paths
+    ]
+    sfield, efield = stamp_field(field), error_field(field)
+    schema = samples._root_dataset.get_field_schema()
+    todo = list(range(n))
+    old_errors = [None] * n
+    if not overwrite and all(f in schema for f in (field, sfield, efield)):
+        old, old_errors, old_stamps = samples.values([field, efield, sfield])
+        # reuse values and failures of files that have not changed since
+        todo = [
+            i
+            for i in range(n)
+            if old_stamps[i] is None
+            or old_stamps[i] != stamps[i]
+            or (old[i] is None and old_errors[i] is None)
+        ]
+    report.num_reused = n - len(todo)
+    report.num_computed = len(todo)
+    errors_now = list(old_errors)
+
+    if todo:
+        values, errors, new_stamps = {}, {}, {}
+        with ProgressBar(total=len(todo), progress=progress, label=label) as pb:
+            results = encode([paths[i] for i in todo])
+            for i, (value, error) in zip(todo, pb(results)):
+                sid = ids[i]
+                values[sid] = value
+                errors[sid] = error
+                errors_now[i] = error
+                new_stamps[sid] = stamps[i]
+
+        _ensure_field(samples, field, field_type)
+        _ensure_field(samples, efield, fof.StringField)
+        _ensure_field(samples, sfield, fof.StringField)
+        samples.set_values(field, values, key_field="id")
+        samples.set_values(efield, errors, key_field="id")
+        samples.set_values(sfield, new_stamps, key_field="id")
+
+    report.failures = [
+        {"id": ids[i], "filepath": paths[i], "error": errors_now[i]}
+        for i in range(n)
+        if errors_now[i] is not None
+    ]
+    if report.failures:
+        first = report.failures[0]
+        logger.warning(
+            "%d image(s) could not be encoded (reasons in field '%s'); "
+            "first: %s: %s",
+            len(report.failures), efield, first["filepath"], first["error"],
+        )
+
+    if report.failures and not skip_failures:
+        first = report.failures[0]
+        raise ValueError(
+            f"{len(report.failures)} image(s) could not be encoded; first: "
+            f"{first['filepath']}: {first['error']}"
+        )
+    return report
+
+
+def _stamp(settings, file_stamp):
+    return None if file_stamp is None else f"{settings}:{file_stamp}"
+
+
+def _ensure_field(samples, field, field_type):
+    dataset = samples._root_dataset
+    if not dataset.has_sample_field(field):
+        dataset.add_sample_field(field, field_type)
+
+
+def compute_encodings(samples, encoder="dhash", field=None, **kwargs):
+    """Computes encodings of an encoder as a sample field.
+
+    Args:
+        samples: a FiftyOne dataset or view of images
+        encoder ("dhash"): an encoder name (see
+            :mod:`fiftyone_dedup.encoders`)
+        field (None): the field; defaults to the encoder's
+        **kwargs: passed to :func:`compute_hashes`
+
+    Returns:
+        an :class:`EncodeReport`
+    """
+    spec = encoders.get_encoder(encoder)
+    field = field or spec.default_field
+    if spec.is_hash:
+        return compute_hashes(samples, field=field, method=spec.name, **kwargs)
+    raise ValueError(f"Encoder {spec.label} is not available yet")
+
+
+def _load_encodings(samples, spec, field):
+    ids, values = samples.values(["id", field])
+    valid = [i for i, v in enumerate(values) if v is not None]
+    valid_ids = [ids[i] for i in valid]
+    if spec.is_hash:
+        codes = hashing.hex_to_codes([values[i] for i in valid])
+        return valid_ids, codes
+    vectors = np.asarray([values[i] for i in valid], dtype=np.float32)
+    return valid_ids, vectors
+
+
+def _search_within(spec, encodings, threshold, progress):
+    uniq, keys = search.unique_rows(encodings)
+    with ProgressBar(total=len(uniq), progress=progress, label="Searching") as pb:
+        if spec.is_hash:
+            a, b, s = search.hamming_pairs(uniq, threshold, progress=pb.update)
+        else:
+            a, b, s = search.cosine_pairs(uniq, threshold, progress=pb.update)
+    return keys, a, b, s
+
+
+def find_duplicates(
+    samples,
+    threshold=None,
+    encoder="dhash",
+    field=None,
+    run_key=DEFAULT_RUN_KEY,
+    keep="first",
+    tag=DEFAULT_TAG,
+    compute=True,
+    overwrite_encodings=False,
+    exact=False,
+    num_workers=None,
+    progress=None,
+):
+    """Finds near-duplicate images, groups them, keeps one per group and tags
+    the rest.
+
+    Each group keeps one sample (by the ``keep`` policy) and marks the others
+    duplicates; every duplicate is itself within ``threshold`` of the kept
+    sample it points to, so a chain of near matches never removes a photo's
+    last copy. Writes per sample ``<run_key>_group`` (int),
+    ``<run_key>_role`` (``"kept"``/``"duplicate"``), ``<run_key>_kept_id``
+    and ``<run_key>_distance`` (bits, for hashes) or
+    ``<run_key>_similarity`` (for embeddings); tags duplicates with ``tag``;
+    records the run under ``run_key`` (replacing an earlier run of that key
+    and its fields and tags).
+
+    Args:
+        samples: a FiftyOne dataset or view of images
+        threshold (None): for hashes the maximum Hamming distance in bits
+            (0-64, default 10); for embeddings the minimum cosine similarity
+            (-1 to 1)
+        encoder ("dhash"): the encoder (see :mod:`fiftyone_dedup.encoders`)
+        field (None): the encodings field; defaults to the encoder's
+        run_key ("dedup"): the key of the run and prefix of its fields
+        keep ("first"): the keep policy (see :mod:`fiftyone_dedup.keep`)
+        tag ("duplicate"): the tag added to duplicates; ``None`` for none
+        compute (True): compute missing or stale encodings first; if False,
+            the field must already hold them
+        overwrite_encodings (False): recompute all encodings
+        exact (False): hash encoders: decode JPEGs fully (bit-identical to
+            imagededup, slower)
+        num_workers (None): worker processes for encoding
+        progress (None): ``None``, a bool, or a callable (see
+            :mod:`fiftyone_dedup.progress`)
+
+    Returns:
+        a :class:`fiftyone_dedup.runs.DedupRunResults`
+
+    Raises:
+        ValueError: for bad arguments, before anything is changed
+    """
+    spec = encoders.get_encoder(encoder)
+    threshold = spec.validate_threshold(threshold)
+    field = validate_field_name(field or spec.default_field)
+    run_key = validate_run_key(run_key)
+    keep_policies.validate_keep(keep)
+    if tag is not None and (not isinstance(tag, str) or not tag.strip()):
+        raise ValueError(f"tag must be a non-empty string or None, got {tag!r}")
+    check_collection(samples, nonempty=True)
+    _check_run_key_free(samples, run_key)
+
+    started = time.time()
+    report = None
+    if compute:
+        kwargs = {"exact": exact} if spec.is_hash else {}
+        report = compute_encodings(
+            samples,
+            encoder=spec,
+            field=field,
+            overwrite=overwrite_encodings,
+            num_workers=num_workers,
+            progress=progress,
+            **kwargs,
+        )
+    elif not samples._root_dataset.has_sample_field(field):
+        raise ValueError(
+            f"Field '{field}' does not exist; compute the encodings first "
+            "or pass compute=True"
+        )
+
+    ids, encodings = _load_encodings(samples, spec, field)
+    keys, a, b, s = _search_within(spec, encodings, threshold, progress)
+    order = keep_policies.keep_order(samples, ids, keep)
+    groups = grouping.star_groups(keys, a, b, s, order, similarity=spec.similarity)
+
+    num_samples = len(samples)
+    summary = {
+        "num_samples": num_samples,
+        "num_encoded": len(ids),
+        "num_failed": num_samples - len(ids),
+        "num_pairs": int(len(a) + _identical_pairs(keys)),
+        "num_groups": groups.num_groups,
+        "num_duplicates": groups.num_duplicates,
+    }
+    config = runs.DedupRunConfig(
+        encoder=spec.name,
+        field=field,
+        metric=spec.metric,
+        threshold=threshold,
+        keep=keep,
+        tag=tag,
+        output_fields=_output_fields(run_key, spec.metric),
+    )
+    samples.register_run(run_key, config, overwrite=True, cleanup=True)
+    _write_groups(samples, run_key, spec.metric, ids, groups, tag)
+    summary["seconds"] = round(time.time() - started, 3)
+    if report is not None:
+        summary["num_computed"] = report.num_computed
+        summary["num_reused"] = report.num_reused
+    results = runs.DedupRunResults(samples, config, run_key, summary=summary)
+    samples.save_run_results(run_key, results, overwrite=True)
+    logger.info(
+        "Found %d duplicate(s) in %d group(s) among %d sample(s)",
+        summary["num_duplicates"],
+        summary["num_groups"],
+        num_samples,
+    )
+    return results
+
+
+def _identical_pairs(keys):
+    counts = np.bincount(keys) if len(keys) else np.zeros(0, dtype=np.int64)
+    return int(np.sum(counts * (counts - 1) // 2))
+
+
+def _check_run_key_free(samples, run_key):
+    dataset = samples._root_dataset
+    if run_key in dataset.list_runs():
+        cfg = dataset.get_run_info(run_key).config
+        if not isinstance(cfg, runs.DedupRunConfig):
+            raise ValueError(
+                f"Run key '{run_key}' is used by another kind of run on "
+                f"dataset '{dataset.name}'; choose another run key"
+            )
+        return
+    for suffix in runs.OUTPUT_SUFFIXES:
+        name = runs.output_field(run_key, suffix)
+        if dataset.has_sample_field(name):
+            raise ValueError(
+                f"Field '{name}' already exists on dataset '{dataset.name}' "
+                f"and does not belong to a duplicates run; choose another "
+                "run key"
+            )
+
+
+def _output_fields(run_key, metric):
+    suffixes = runs.OUTPUT_SUFFIXES + (runs.SCORE_SUFFIXES[metric],)
+    return [runs.output_field(run_key, s) for s in suffixes]
+
+
+def _write_groups(samples, run_key, metric, ids, groups, tag):
+    group_f, role_f, kept_f, score_f = _output_fields(run_key, metric)
+    members = np.flatnonzero(groups.role != grouping.NONE)
+    group_v, role_v, kept_v, score_v = {}, {}, {}, {}
+    same = 1.0 if metric == "cosine" else 0
+    for i in members:
+        sid = ids[i]
+        group_v[sid] = int(groups.group[i])
+        if groups.role[i] == grouping.KEPT:
+            role_v[sid] = ROLE_KEPT
+            kept_v[sid] = sid
+            score_v[sid] = same
+        else:
+            role_v[sid] = ROLE_DUPLICATE
+            kept_v[sid] = ids[groups.kept[i]]
+            score_v[sid] = _score_value(groups.score[i], metric)
+
+    score_type = fof.FloatField if metric == "cosine" else fof.IntField
+    for name, ftype, values in (
+        (group_f, fof.IntField, group_v),
+        (role_f, fof.StringField, role_v),
+        (kept_f, fof.StringField, kept_v),
+        (score_f, score_type, score_v),
+    ):
+        _ensure_field(samples, name, ftype)
+        if values:
+            samples.set_values(name, values, key_field="id")
+
+    if tag:
+        dup_ids = [ids[i] for i in np.flatnonzero(groups.role == grouping.DUPLICATE)]
+        if dup_ids:
+            samples.select(dup_ids).tag_samples(tag)
+
+
+def _score_value(score, metric):
+    return float(score) if metric == "cosine" else int(round(score))
+
+
+def list_runs(samples):
+    """The keys of the duplicate runs recorded on a collection.
+
+    Args:
+        samples: a FiftyOne dataset or view
+
+    Returns:
+        a sorted list of run keys
+    """
+    return runs.list_dedup_runs(samples)
+
+
+def load_run(samples, run_key=DEFAULT_RUN_KEY):
+    """Loads a duplicate run's record, also from a fresh process.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key ("dedup"): the run key
+
+    Returns:
+        a :class:`fiftyone_dedup.runs.DedupRunResults`
+
+    Raises:
+        ValueError: if there is no such duplicate run
+    """
+    _require_run(samples, run_key)
+    return samples.load_run_results(run_key)
+
+
+def _require_run(samples, run_key):
+    if run_key not in list_runs(samples):
+        runs_ = list_runs(samples)
+        known = ", ".join(runs_) if runs_ else "none"
+        raise ValueError(
+            f"No duplicates run '{run_key}' on dataset "
+            f"'{samples._root_dataset.name}' (runs: {known})"
+        )
+    return samples.get_run_info(run_key).config
+
+
+def delete_run(samples, run_key=DEFAULT_RUN_KEY):
+    """Deletes a duplicate run with the fields and tags it wrote.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key ("dedup"): the run key
+
+    Raises:
+        ValueError: if there is no such duplicate run
+    """
+    _require_run(samples, run_key)
+    samples._root_dataset.delete_run(run_key)
+
+
+def duplicates_view(samples, run_key=DEFAULT_RUN_KEY, role=None, dynamic=False):
+    """A view of a run's groups: each kept sample followed by its duplicates,
+    nearest first.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key ("dedup"): the run key
+        role (None): ``"kept"`` or ``"duplicate"`` to show only those
+        dynamic (False): return a dynamic grouped view (one App group per
+            duplicate group) instead of a sorted flat view
+
+    Returns:
+        a ``DatasetView``
+    """
+    config = _require_run(samples, run_key)
+    group_f, role_f, _, score_f = _output_fields(run_key, config.metric)
+    order = -1 if config.metric == "cosine" else 1
+    view = samples.exists(group_f)
+    if role is not None:
+        if role not in (ROLE_KEPT, ROLE_DUPLICATE):
+            raise ValueError(
+                f"role must be '{ROLE_KEPT}', '{ROLE_DUPLICATE}' or None, got {role!r}"
+            )
+        view = view.match(F(role_f) == role)
+    if dynamic:
+        return view.group_by(group_f, order_by=score_f, reverse=order < 0)
+    return view.sort_by(
+        [(F(group_f), 1), (F(role_f) == ROLE_KEPT, -1), (F(score_f), order)]
+    )
+
+
+def get_groups(samples, run_key=DEFAULT_RUN_KEY):
+    """Reads a run's groups back from the samples.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key ("dedup"): the run key
+
+    Returns:
+        a list of ``{"group", "keep": {"id", "filepath"}, "duplicates":
+        [{"id", "filepath", "score"}]}`` dicts in group order, duplicates
+        nearest first
+    """
+    config = _require_run(samples, run_key)
+    group_f, role_f, kept_f, score_f = _output_fields(run_key, config.metric)
+    view = samples.exists(group_f)
+    ids, paths, gs, roles, scores = view.values(
+        ["id", "filepath", group_f, role_f, score_f]
+    )
+    groups = {}
+    for sid, path, g, role, score in zip(ids, paths, gs, roles, scores):
+        entry = groups.setdefault(g, {"group": g, "keep": None, "duplicates": []})
+        if role == ROLE_KEPT:
+            entry["keep"] = {"id": sid, "filepath": path}
+        else:
+            entry["duplicates"].append({"id": sid, "filepath": path, "score": score})
+    reverse = config.metric == "cosine"
+    out = []
+    for g in sorted(groups):
+        entry = groups[g]
+        entry["duplicates"].sort(key=lambda d: d["score"], reverse=reverse)
+        out.append(entry)
+    return out
+
+
+def get_failures(samples, field):
+    """The samples whose encoding failed, with the reason.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        field: the encodings field
+
+    Returns:
+        a list of ``{"id", "filepath", "error"}`` dicts
+    """
+    efield = error_field(field)
+    if not samples._root_dataset.has_sample_field(efield):
+        return []
+    view = samples.exists(efield)
+    ids, paths, errors = view.values(["id", "filepath", efield])
+    return [
+        {"id": i, "filepath": p, "error": e} for i, p, e in zip(ids, paths, errors)
+    ]

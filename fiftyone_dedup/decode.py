@@ -1,0 +1,208 @@
+"""Image decoding for encoders: fast, bounded in memory, as displayed.
+
+Pure PIL/numpy; knows nothing of FiftyOne.
+
+Every encoder reads images through :func:`load_rgb`, which
+
+-   decodes JPEGs straight to a reduced size with PIL's draft mode (DCT
+    scaling), so a full-HD photo costs a fraction of a full decode;
+-   refuses images whose decoded size would exceed ``max_pixels`` with a
+    message naming the size, instead of exhausting memory (a JPEG of any size
+    is accepted when draft decoding brings it under the limit);
+-   applies the EXIF orientation, so an image is encoded as it is displayed;
+-   converts every colour mode (palette, greyscale+alpha, CMYK, 16-bit, float)
+    to 8-bit RGB the way imagededup does (through RGBA, alpha ignored), with
+    16-bit and float images scaled rather than clipped.
+"""
+
+import contextlib
+import logging
+import os
+import threading
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+#: Pillow's own hard limit (twice ``Image.MAX_IMAGE_PIXELS``)
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
+
+_PIL_GUARD_LOCK = threading.Lock()
+
+
+class DecodeError(Exception):
+    """An image could not be decoded; the message says why."""
+
+
+@contextlib.contextmanager
+def _bomb_guard_disabled():
+    # We check the size ourselves after draft() has been applied, so that a
+    # huge JPEG that decodes at 1/8 scale is not refused
+    with _PIL_GUARD_LOCK:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS):
+    """Opens an image lazily, reducing JPEGs with draft mode.
+
+    Args:
+        path: the image path
+        draft_size (None): an optional ``(width, height)``; JPEGs are decoded
+            at the smallest DCT scale (1, 1/2, 1/4, 1/8) that is still at least
+            this large
+        max_pixels (DEFAULT_MAX_PIXELS): the most pixels an image may decode
+            to; ``None`` for no limit
+
+    Returns:
+        a lazily-loaded ``PIL.Image.Image``
+
+    Raises:
+        DecodeError: if the file is not an image or is too large
+    """
+    try:
+        with _bomb_guard_disabled():
+            img = Image.open(path)
+    except FileNotFoundError:
+        raise DecodeError("file not found") from None
+    except PermissionError:
+        raise DecodeError("permission denied") from None
+    except IsADirectoryError:
+        raise DecodeError("is a directory, not an image") from None
+    except Image.UnidentifiedImageError:
+        size = _file_size(path)
+        if size == 0:
+            raise DecodeError("empty file (0 bytes)") from None
+        raise DecodeError("not an image PIL can identify") from None
+    except OSError as e:
+        raise DecodeError(f"cannot open: {e}") from None
+
+    width, height = img.size
+    if draft_size is not None and img.format == "JPEG":
+        try:
+            img.draft("RGB", tuple(int(s) for s in draft_size))
+        except Exception:  # pragma: no cover - draft is best effort
+            pass
+
+    if max_pixels is not None:
+        dw, dh = img.size
+        if dw * dh > max_pixels:
+            img.close()
+            raise DecodeError(
+                f"image too large: {width}x{height} pixels exceeds the limit "
+                f"of {max_pixels} pixels (max_pixels)"
+            )
+
+    return img
+
+
+def to_rgb(img):
+    """Converts a PIL image of any mode to 8-bit RGB, as imagededup does.
+
+    Alpha is dropped (through RGBA, as imagededup does). 16-bit, 32-bit and
+    float greyscale images are scaled to 8 bits instead of being clipped.
+
+    Args:
+        img: a ``PIL.Image.Image``
+
+    Returns:
+        an RGB ``PIL.Image.Image``
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+
+    if mode.startswith("I") or mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.ndim == 3:  # pragma: no cover - multi-band int modes are rare
+            arr = arr[..., 0]
+        top = float(arr.max()) if arr.size else 0.0
+        if mode.startswith("I;16") or 255.0 < top <= 65535.0:
+            arr = arr / 257.0
+        elif top > 65535.0:
+            arr = arr * (255.0 / top)
+        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+        return img.convert("RGB")
+
+    return img.convert("RGBA").convert("RGB")
+
+
+def load_rgb(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS):
+    """Decodes an image to RGB as displayed (EXIF orientation applied).
+
+    Args:
+        path: the image path
+        draft_size (None): an optional ``(width, height)`` to which JPEGs may
+            be DCT-reduced while decoding (see :func:`open_image`)
+        max_pixels (DEFAULT_MAX_PIXELS): the most pixels an image may decode
+            to; ``None`` for no limit
+
+    Returns:
+        an RGB ``PIL.Image.Image``
+
+    Raises:
+        DecodeError: with a message naming the reason
+    """
+    img = open_image(path, draft_size=draft_size, max_pixels=max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img.load()
+            img = _exif_transpose(img)
+            return to_rgb(img)
+    except DecodeError:
+        raise
+    except OSError as e:
+        msg = str(e)
+        if "truncated" in msg:
+            raise DecodeError(f"truncated image file ({msg})") from None
+        raise DecodeError(f"cannot decode: {msg}") from None
+    except (ValueError, SyntaxError, MemoryError, EOFError) as e:
+        raise DecodeError(f"cannot decode: {type(e).__name__}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - PIL plugins raise anything
+        raise DecodeError(f"cannot decode: {type(e).__name__}: {e}") from None
+
+
+def _exif_transpose(img):
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - malformed EXIF is not fatal
+        return img
+    if orientation in (None, 1):
+        return img
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - malformed EXIF is not fatal
+        logger.debug("Ignoring malformed EXIF orientation", exc_info=True)
+        return img
+
+
+def _file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def file_stamp(path):
+    """Returns a string that changes when a file's content likely changed.
+
+    Args:
+        path: a file path
+
+    Returns:
+        ``"<size>:<mtime_ns>"``, or ``None`` if the file cannot be stat'ed
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"

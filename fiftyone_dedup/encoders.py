@@ -1,0 +1,124 @@
+"""The encoders, by name: what each stores, and what its threshold means.
+
+Pure; knows nothing of FiftyOne. Names are case-insensitive, so the
+imagededup spellings (``DHash``, ``CNN``) work.
+"""
+
+from dataclasses import dataclass
+
+from fiftyone_dedup import hashing
+from fiftyone_dedup import search
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What an encoder stores and how its encodings are compared.
+
+    Attributes:
+        name: the canonical lower-case name
+        label: the display name
+        kind: ``"hash"`` (64-bit hex strings) or ``"embedding"`` (vectors)
+        default_field: the sample field the encodings go to by default
+        metric: ``"hamming"`` (a distance in bits: lower is closer) or
+            ``"cosine"`` (a similarity: higher is closer)
+        default_threshold: the default match threshold
+        threshold_help: what the threshold means, for forms and ``--help``
+    """
+
+    name: str
+    label: str
+    kind: str
+    default_field: str
+    metric: str
+    default_threshold: float
+    threshold_help: str
+
+    @property
+    def is_hash(self):
+        """Whether encodings are 64-bit hashes."""
+        return self.kind == "hash"
+
+    @property
+    def similarity(self):
+        """Whether higher scores are closer (cosine similarity)."""
+        return self.metric == "cosine"
+
+    def validate_threshold(self, threshold):
+        """Checks a threshold for this encoder.
+
+        Args:
+            threshold: a threshold, or ``None`` for the default
+
+        Returns:
+            the threshold, typed for the metric
+
+        Raises:
+            ValueError: with a message naming the valid range
+        """
+        if threshold is None:
+            threshold = self.default_threshold
+        if self.is_hash:
+            return search.validate_hamming_threshold(threshold)
+        return search.validate_cosine_threshold(threshold)
+
+
+_HASH_HELP = (
+    "maximum Hamming distance between two {label} hashes, in bits (0-64); "
+    "~10 is typical: lower is stricter"
+)
+
+CNN_HELP = (
+    "minimum cosine similarity between two CNN embeddings (-1 to 1); "
+    "0.82-0.9 is typical: higher is stricter"
+)
+
+ENCODERS = {
+    name: EncoderSpec(
+        name=name,
+        label=label,
+        kind="hash",
+        default_field=name,
+        metric="hamming",
+        default_threshold=10,
+        threshold_help=_HASH_HELP.format(label=label),
+    )
+    for name, label in (
+        ("dhash", "DHash"),
+        ("phash", "PHash"),
+        ("ahash", "AHash"),
+        ("whash", "WHash"),
+    )
+}
+assert set(ENCODERS) == set(hashing.METHODS)
+
+ENCODERS["cnn"] = EncoderSpec(
+    name="cnn",
+    label="CNN",
+    kind="embedding",
+    default_field="cnn_embedding",
+    metric="cosine",
+    default_threshold=0.9,
+    threshold_help=CNN_HELP,
+)
+
+
+def get_encoder(encoder):
+    """Looks an encoder up by name.
+
+    Args:
+        encoder: a name such as ``"dhash"``, ``"DHash"`` or ``"CNN"``, or an
+            :class:`EncoderSpec`
+
+    Returns:
+        an :class:`EncoderSpec`
+
+    Raises:
+        ValueError: naming the known encoders
+    """
+    if isinstance(encoder, EncoderSpec):
+        return encoder
+    spec = ENCODERS.get(str(encoder).lower())
+    if spec is None:
+        known = ", ".join(s.label for s in ENCODERS.values())
+        raise ValueError(f"Unknown encoder {encoder!r}; expected one of {known}")
+    return spec

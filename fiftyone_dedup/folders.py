@@ -1,0 +1,299 @@
+"""Folders of images, labeled or not, as a persistent FiftyOne dataset.
+
+The command line works on folders the way the script it grew from did: each
+``-d DIR`` is a dataset whose images are in ``DIR/data`` (or directly in
+``DIR`` with ``--no_data_dir``), with annotations beside them in one of the
+formats FiftyOne reads (or none, with ``--no_annot``). All folders of a run go
+into one persistent FiftyOne dataset, each sample remembering its folder in
+``source_dir``; a later run on the same folders updates that dataset in place
+(new files added, removed files dropped, labels re-read), so stored
+encodings of unchanged files are reused.
+"""
+
+import hashlib
+import json
+import logging
+import os
+
+import fiftyone as fo
+
+logger = logging.getLogger(__name__)
+
+#: file extensions scanned as images (case-insensitive)
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm "
+    ".pnm .mpo .heic .heif .avif .dib .ico".split()
+)
+
+#: the sample field naming the folder a sample came from
+SOURCE_FIELD = "source_dir"
+
+#: the label field annotations load into
+LABEL_FIELD = "ground_truth"
+
+_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG",
+    b"GIF8",
+    b"BM",
+    b"II*\x00",  # TIFF
+    b"MM\x00*",
+    b"RIFF",  # WebP (checked further below)
+    b"\x00\x00\x00",  # ISO-BMFF (HEIC/AVIF), checked further below
+    b"P1", b"P2", b"P3", b"P4", b"P5", b"P6",
+)
+
+
+class FolderError(ValueError):
+    """A folder cannot be used; the message says what was expected."""
+
+
+def looks_like_image(path):
+    """Whether a file without an image extension starts like an image.
+
+    Args:
+        path: a file path
+
+    Returns:
+        True/False
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    if head.startswith(b"RIFF"):
+        return head[8:12] == b"WEBP"
+    if head.startswith(b"\x00\x00\x00"):
+        return head[4:8] == b"ftyp"
+    return any(head.startswith(m) for m in _MAGIC)
+
+
+def scan_images(directory, exclude=()):
+    """Lists the image files under a folder, recursively, sorted.
+
+    Files with an image extension are listed whether or not they decode (a
+    corrupt one is then reported by the encoder); files without an extension
+    are listed when their first bytes look like an image. Hidden files and
+    folders are skipped, and so are the folders in ``exclude`` (such as the
+    duplicates folder). Symlinked folders are not followed, so a link loop
+    cannot trap the scan.
+
+    Args:
+        directory: the folder
+        exclude (()): absolute folder paths not to descend into
+
+    Returns:
+        a sorted list of absolute paths
+    """
+    directory = os.path.abspath(directory)
+    excluded = {os.path.realpath(e) for e in exclude}
+    out = []
+
+    def onerror(err):
+        logger.warning("Cannot read folder %s: %s", err.filename, err.strerror)
+
+    for root, dirs, files in os.walk(directory, onerror=onerror):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and os.path.realpath(os.path.join(root, d)) not in excluded
+        )
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = os.path.join(root, name)
+            ext = os.path.splitext(name)[1].lower()
+            if ext in IMAGE_EXTENSIONS:
+                out.append(path)
+            elif not ext and looks_like_image(path):
+                out.append(path)
+    return sorted(out)
+
+
+def images_dir(directory, data_dir=True):
+    """The folder holding a dataset's images.
+
+    Args:
+        directory: the dataset folder
+        data_dir (True): whether images are in ``directory/data``
+
+    Returns:
+        the images folder
+    """
+    return os.path.join(directory, "data") if data_dir else directory
+
+
+def check_dirs(dirs, data_dir=True):
+    """Checks that dataset folders exist and can be read.
+
+    Args:
+        dirs: folder paths
+        data_dir (True): whether each must have a ``data`` subfolder
+
+    Returns:
+        the absolute, normalised paths
+
+    Raises:
+        FolderError: naming the first bad folder
+    """
+    out = []
+    for d in dirs:
+        path = os.path.abspath(os.path.expanduser(d))
+        if not os.path.exists(path):
+            raise FolderError(f"Folder not found: {path}")
+        if not os.path.isdir(path):
+            raise FolderError(f"Not a folder: {path}")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise FolderError(f"Folder cannot be read (permission denied): {path}")
+        if data_dir:
+            data = images_dir(path, True)
+            if not os.path.isdir(data):
+                raise FolderError(
+                    f"No 'data' folder in {path}: expected the images in "
+                    f"{data} (pass --no_data_dir if they are directly in the "
+                    "folder)"
+                )
+        if path in out:
+            raise FolderError(f"Folder given twice: {path}")
+        out.append(path)
+    for a in out:
+        for b in out:
+            if a != b and b.startswith(a + os.sep):
+                raise FolderError(f"Folder {b} is inside folder {a}")
+    return out
+
+
+def default_dataset_name(dirs):
+    """A dataset name that is stable for the same folders.
+
+    Args:
+        dirs: absolute folder paths
+
+    Returns:
+        ``"fiftyone-dedup-<names>-<hash>"``
+    """
+    digest = hashlib.sha1("\n".join(sorted(dirs)).encode()).hexdigest()[:8]
+    names = "+".join(os.path.basename(d.rstrip(os.sep)) or "root" for d in dirs)
+    if len(names) > 60:
+        names = names[:60]
+    return f"fiftyone-dedup-{names}-{digest}"
+
+
+def load_folders(
+    dirs,
+    name=None,
+    data_dir=True,
+    annotations=True,
+    dataset_type=None,
+    exclude=(),
+    progress=None,
+):
+    """Loads (or updates) a persistent dataset with the images of folders.
+
+    Args:
+        dirs: the dataset folders
+        name (None): the dataset name; defaults to
+            :func:`default_dataset_name`
+        data_dir (True): whether images are in ``DIR/data``
+        annotations (True): whether folders have annotations to load
+        dataset_type (None): the annotation format name (see
+            :mod:`fiftyone_dedup.layouts`); detected when omitted
+        exclude (()): folders never scanned (such as the duplicates folder)
+        progress (None): FiftyOne's ``progress`` argument
+
+    Returns:
+        a tuple ``(dataset, layouts)``: the dataset and, per folder, the
+        detected layout name or ``None``
+
+    Raises:
+        FolderError: if a folder is unusable or matches no layout
+    """
+    from fiftyone_dedup import layouts as lay
+
+    dirs = check_dirs(dirs, data_dir=data_dir)
+    name = name or default_dataset_name(dirs)
+
+    plans = []
+    for d in dirs:
+        layout = None
+        if annotations:
+            layout = lay.resolve_layout(d, data_dir=data_dir, dataset_type=dataset_type)
+        files = scan_images(images_dir(d, data_dir), exclude=exclude)
+        plans.append((d, layout, files))
+
+    if fo.dataset_exists(name):
+        dataset = fo.load_dataset(name)
+        if dataset.media_type not in (None, "image"):
+            raise FolderError(
+                f"Dataset '{name}' exists and does not hold images; choose "
+                "another --dataset name"
+            )
+    else:
+        dataset = fo.Dataset(name, persistent=True)
+    if not dataset.has_sample_field(SOURCE_FIELD):
+        dataset.add_sample_field(SOURCE_FIELD, fo.StringField)
+    dataset.create_index("filepath", unique=True)
+    before = set(dataset.values("filepath"))
+
+    wanted = {}
+    for d, layout, files in plans:
+        for path in files:
+            wanted[path] = d
+        if layout is not None:
+            labeled = lay.import_labels(d, layout, data_dir=data_dir, progress=progress)
+            for path in labeled.values("filepath"):
+                wanted.setdefault(path, d)
+            labeled.create_index("filepath", unique=True)
+            dataset.merge_samples(
+                labeled, key_field="filepath", insert_new=True, progress=progress
+            )
+            labeled.delete()
+
+    existing = dict(zip(*dataset.values(["filepath", "id"])))
+    gone = [sid for path, sid in existing.items() if path not in wanted]
+    if gone:
+        dataset.delete_samples(gone)
+    missing = [p for p in wanted if p not in existing]
+    if missing:
+        dataset.add_samples(
+            [fo.Sample(filepath=p) for p in missing], progress=progress
+        )
+    new = [p for p in wanted if p not in before]
+    ids, paths = dataset.values(["id", "filepath"])
+    dataset.set_values(
+        SOURCE_FIELD, {i: wanted.get(p) for i, p in zip(ids, paths)}, key_field="id"
+    )
+    info = dict(dataset.info or {})
+    info["fiftyone_dedup"] = {
+        "dirs": dirs,
+        "data_dir": data_dir,
+        "layouts": {d: (layout.name if layout else None) for d, layout, _ in plans},
+    }
+    dataset.info = info
+    dataset.save()
+    logger.info(
+        "Dataset '%s': %d sample(s) (%d new, %d removed)",
+        name, len(dataset), len(new), len(gone),
+    )
+    return dataset, {d: (layout.name if layout else None) for d, layout, _ in plans}
+
+
+def write_json(path, obj):
+    """Writes JSON atomically (to a temporary file, then renamed).
+
+    Args:
+        path: the destination
+        obj: a JSON-serializable object
+    """
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

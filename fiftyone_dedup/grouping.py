@@ -1,0 +1,264 @@
+"""Duplicate groups and the copy each group keeps; pure numpy/scipy.
+
+The input is a sparse graph of near matches between encodings (the pairs a
+search returned) and a keep-priority order of the items. The output gives each
+item a group, a role (kept / duplicate / none), the kept item it duplicates
+and its distance (or similarity) to that kept item.
+
+The rule that protects users' photos: **every duplicate is itself within the
+threshold of the kept item it points to**. Groups are stars grown greedily in
+priority order: the highest-priority item that still has unassigned near
+matches is kept, and those near matches become its duplicates. A chain of
+near matches A~B~C with C far from A keeps A and C and removes only B, so
+no photo loses its last copy. Each duplicate then points to the nearest kept
+item that precedes it in the order.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+#: role codes in :class:`Groups`
+NONE, KEPT, DUPLICATE = 0, 1, 2
+
+
+@dataclass
+class Groups:
+    """Grouping of ``n`` items.
+
+    Attributes:
+        group: ``(n,)`` int array, the group index or -1 for items in no group
+        role: ``(n,)`` int8 array of :data:`NONE`, :data:`KEPT`,
+            :data:`DUPLICATE`
+        kept: ``(n,)`` int array, for duplicates the kept item, else -1
+        score: ``(n,)`` float array, for duplicates the distance (or
+            similarity) to the kept item, else NaN
+    """
+
+    group: np.ndarray
+    role: np.ndarray
+    kept: np.ndarray
+    score: np.ndarray
+
+    @property
+    def num_groups(self):
+        """The number of groups."""
+        return int(self.group.max()) + 1 if len(self.group) else 0
+
+    @property
+    def num_duplicates(self):
+        """The number of items marked duplicate."""
+        return int(np.count_nonzero(self.role == DUPLICATE))
+
+    def members(self):
+        """Lists the groups.
+
+        Returns:
+            a list with one ``(kept, duplicates, scores)`` tuple per group,
+            in group order; ``duplicates`` sorted by closeness
+        """
+        out = [None] * self.num_groups
+        kept_items = np.flatnonzero(self.role == KEPT)
+        for k in kept_items:
+            out[self.group[k]] = (int(k), [], [])
+        for d in np.flatnonzero(self.role == DUPLICATE):
+            _, dups, scores = out[self.group[d]]
+            dups.append(int(d))
+            scores.append(float(self.score[d]))
+        return out
+
+
+def _csr(n_rows, rows, cols, vals):
+    m = sp.csr_matrix(
+        (vals, (rows, cols)), shape=(n_rows, max(n_rows, 1)), dtype=np.float64
+    )
+    m.sum_duplicates()
+    return m
+
+
+def star_groups(
+    keys,
+    pair_a,
+    pair_b,
+    pair_score,
+    order=None,
+    similarity=False,
+    cross_only=None,
+):
+    """Greedy star grouping in keep-priority order.
+
+    Args:
+        keys: ``(n,)`` int array mapping each item to its encoding index;
+            items sharing a key are identical (distance 0, similarity 1)
+        pair_a: int array of encoding indices
+        pair_b: int array of encoding indices, the other end of each pair
+        pair_score: the distance (or similarity) of each pair; every pair is
+            a near match
+        order (None): the items in keep-priority order, most wanted first;
+            ``None`` for ``0..n-1``
+        similarity (False): whether scores are similarities (higher is
+            closer) rather than distances
+        cross_only (None): an optional ``(n,)`` bool array marking reference
+            items: they are always kept, and only reference-query matches
+            count (two queries, or two references, never group together)
+
+    Returns:
+        a :class:`Groups`
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    n = len(keys)
+    n_keys = int(keys.max()) + 1 if n else 0
+    if order is None:
+        order = np.arange(n)
+    order = np.asarray(order, dtype=np.int64)
+    if len(order) != n or (n and not np.array_equal(np.sort(order), np.arange(n))):
+        raise ValueError("order must be a permutation of the items")
+
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    same = 1.0 if similarity else 0.0
+
+    a = np.asarray(pair_a, dtype=np.int64)
+    b = np.asarray(pair_b, dtype=np.int64)
+    s = np.asarray(pair_score, dtype=np.float64)
+    nz = a != b
+    a, b, s = a[nz], b[nz], s[nz]
+    # Store scores shifted by 1 so that a distance of 0 is not an implicit 0
+    adj = _csr(n_keys, np.r_[a, b], np.r_[b, a], np.r_[s, s] + 2.0)
+    adj_indptr, adj_indices = adj.indptr, adj.indices
+    adj_scores = adj.data - 2.0
+
+    by_key = np.argsort(keys, kind="stable")
+    key_starts = np.searchsorted(keys[by_key], np.arange(n_keys + 1))
+    key_sizes = np.diff(key_starts)
+
+    is_ref = None if cross_only is None else np.asarray(cross_only, bool)
+
+    group = np.full(n, -1, dtype=np.int64)
+    role = np.zeros(n, dtype=np.int8)
+    kept = np.full(n, -1, dtype=np.int64)
+    score = np.full(n, np.nan, dtype=np.float64)
+    assigned = np.zeros(n, dtype=bool)
+    kept_of_key = np.full(n_keys, -1, dtype=np.int64)
+
+    degree = np.diff(adj_indptr)
+    connected = (key_sizes[keys] > 1) | (degree[keys] > 0) if n else keys
+    candidates_order = order[connected[order]] if n else order
+    if is_ref is not None:
+        # References first (they are always kept), each side in its order
+        candidates_order = np.r_[
+            candidates_order[is_ref[candidates_order]],
+            candidates_order[~is_ref[candidates_order]],
+        ]
+
+    num_groups = 0
+    for item in candidates_order:
+        if assigned[item]:
+            continue
+        if is_ref is not None and not is_ref[item]:
+            continue  # queries never keep anything in cross mode
+        k = keys[item]
+        lo, hi = adj_indptr[k], adj_indptr[k + 1]
+        nbr_keys = adj_indices[lo:hi]
+        nbr_scores = adj_scores[lo:hi]
+
+        cand = [by_key[key_starts[k] : key_starts[k + 1]]]
+        cand_scores = [np.full(key_sizes[k], same)]
+        for nk, ns in zip(nbr_keys, nbr_scores):
+            members = by_key[key_starts[nk] : key_starts[nk + 1]]
+            cand.append(members)
+            cand_scores.append(np.full(len(members), ns))
+        cand = np.concatenate(cand)
+        cand_scores = np.concatenate(cand_scores)
+        ok = ~assigned[cand] & (cand != item)
+        if is_ref is not None:
+            ok &= ~is_ref[cand]
+        cand, cand_scores = cand[ok], cand_scores[ok]
+        if len(cand) == 0:
+            continue
+
+        g = num_groups
+        num_groups += 1
+        assigned[item] = True
+        group[item] = g
+        role[item] = KEPT
+        kept_of_key[k] = item
+        assigned[cand] = True
+        group[cand] = g
+        role[cand] = DUPLICATE
+        kept[cand] = item
+        score[cand] = cand_scores
+
+    _point_to_nearest_kept(
+        keys, rank, role, kept, group, score, kept_of_key,
+        adj_indptr, adj_indices, adj_scores, similarity, same,
+    )
+    return _renumber(Groups(group=group, role=role, kept=kept, score=score), order)
+
+
+def _point_to_nearest_kept(
+    keys, rank, role, kept, group, score, kept_of_key,
+    adj_indptr, adj_indices, adj_scores, similarity, same,
+):
+    # A duplicate may be near several kept items; point it to the nearest
+    # one that precedes it in the order (ties: the earliest)
+    for d in np.flatnonzero(role == DUPLICATE):
+        k = keys[d]
+        if kept_of_key[k] >= 0:
+            best, best_score = kept_of_key[k], same
+        else:
+            best, best_score = kept[d], score[d]
+            lo, hi = adj_indptr[k], adj_indptr[k + 1]
+            for nk, ns in zip(adj_indices[lo:hi], adj_scores[lo:hi]):
+                c = kept_of_key[nk]
+                if c < 0 or c == best or rank[c] > rank[d]:
+                    continue
+                closer = ns > best_score if similarity else ns < best_score
+                if closer or (ns == best_score and rank[c] < rank[best]):
+                    best, best_score = c, ns
+        if best != kept[d]:
+            kept[d] = best
+            group[d] = group[best]
+            score[d] = best_score
+
+    # A kept item whose duplicates all moved to nearer kept items is alone
+    has_dups = np.zeros(len(role), dtype=bool)
+    has_dups[kept[role == DUPLICATE]] = True
+    lone = (role == KEPT) & ~has_dups
+    role[lone] = NONE
+    group[lone] = -1
+
+
+def _renumber(groups, order):
+    # Group ids follow the order of the kept items: group 0 keeps the
+    # highest-priority item
+    kept_items = order[groups.role[order] == KEPT]
+    new_id = np.full(max(int(groups.group.max()) + 1, 0) if len(groups.group) else 0, -1)
+    new_id[groups.group[kept_items]] = np.arange(len(kept_items))
+    in_group = groups.group >= 0
+    groups.group[in_group] = new_id[groups.group[in_group]]
+    return groups
+
+
+def connected_components(n, pair_a, pair_b):
+    """Connected components of the near-match graph.
+
+    Args:
+        n: the number of items
+        pair_a: int array
+        pair_b: int array
+
+    Returns:
+        an ``(n,)`` int array of component labels
+    """
+    from scipy.sparse.csgraph import connected_components as _cc
+
+    m = sp.coo_matrix(
+        (np.ones(len(pair_a)), (pair_a, pair_b)), shape=(n, n)
+    ).tocsr()
+    _, labels = _cc(m, directed=False)
+    return labels

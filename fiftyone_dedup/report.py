@@ -1,0 +1,102 @@
+"""The JSON report and the summary table of a command-line run."""
+
+import os
+
+from fiftyone_dedup import core
+from fiftyone_dedup import encoders
+from fiftyone_dedup.folders import SOURCE_FIELD
+
+
+def build_report(dataset, results, encoder, threshold, dirs=None):
+    """Builds the command line's JSON report.
+
+    Args:
+        dataset: the dataset the run was on
+        results: the run's :class:`fiftyone_dedup.runs.DedupRunResults`
+        encoder: the encoder name
+        threshold: the threshold used
+        dirs (None): the folders of the run
+
+    Returns:
+        a dict: ``{"encoder", "threshold", "groups": [{"keep", "duplicates",
+        ...}], "failed": [{"path", "error"}], ...}``
+    """
+    spec = encoders.get_encoder(encoder)
+    groups = results.groups()
+    source = {}
+    if dataset.has_sample_field(SOURCE_FIELD):
+        source = dict(zip(*dataset.values(["id", SOURCE_FIELD])))
+    score_name = "distance" if spec.is_hash else "similarity"
+
+    out_groups = []
+    num_cross = 0
+    for g in groups:
+        keep = g["keep"]
+        keep_src = source.get(keep["id"])
+        dups, details = [], []
+        for d in g["duplicates"]:
+            cross = source.get(d["id"]) != keep_src
+            num_cross += int(cross)
+            dups.append(os.path.abspath(d["filepath"]))
+            details.append(
+                {
+                    "path": os.path.abspath(d["filepath"]),
+                    score_name: d["score"],
+                    "cross": cross,
+                    "source_dir": source.get(d["id"]),
+                }
+            )
+        out_groups.append(
+            {
+                "keep": os.path.abspath(keep["filepath"]),
+                "duplicates": dups,
+                "keep_source_dir": keep_src,
+                "details": details,
+            }
+        )
+
+    failed = [
+        {"path": os.path.abspath(f["filepath"]), "error": f["error"]}
+        for f in core.get_failures(dataset, results.config.field)
+    ]
+    summary = dict(results.summary)
+    summary["num_cross"] = num_cross
+    return {
+        "encoder": spec.label,
+        "threshold": threshold,
+        "metric": spec.metric,
+        "dataset": dataset.name,
+        "run_key": results.key,
+        "dirs": list(dirs or []),
+        "summary": summary,
+        "groups": out_groups,
+        "failed": failed,
+    }
+
+
+def summary_table(report):
+    """A plain-text summary table of a report.
+
+    Args:
+        report: a dict from :func:`build_report`
+
+    Returns:
+        a string
+    """
+    s = report["summary"]
+    rows = [
+        ("dataset", report["dataset"]),
+        ("encoder", f"{report['encoder']} (threshold {report['threshold']})"),
+        ("images", s.get("num_samples", 0)),
+        ("encoded now / reused", f"{s.get('num_computed', 0)} / {s.get('num_reused', 0)}"),
+        ("unreadable", s.get("num_failed", 0)),
+        ("groups", s.get("num_groups", 0)),
+        ("duplicates", s.get("num_duplicates", 0)),
+    ]
+    if len(report.get("dirs") or []) > 1:
+        rows.append(("cross-folder duplicates", s.get("num_cross", 0)))
+    for key, label in (("num_moved", "moved"), ("num_planned", "would move")):
+        if key in s:
+            rows.append((label, s[key]))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)

@@ -1,0 +1,199 @@
+"""Persisted records of duplicate-finding runs.
+
+A run is stored on the dataset with FiftyOne's generic run machinery
+(``dataset.list_runs()``, ``get_run_info()``, ``load_run_results()``,
+``delete_run()``), under classes with a stable import path
+(``fiftyone_dedup.runs.*``) so that a fresh Python process loads them back
+as themselves. Deleting a run removes the fields it wrote and the tags it
+added.
+"""
+
+import logging
+
+import fiftyone.core.runs as fors
+from fiftyone import ViewField as F
+
+logger = logging.getLogger(__name__)
+
+#: the ``method`` of every run this package records
+METHOD = "fiftyone_dedup"
+
+#: per-sample fields every run writes, as suffixes of ``<run_key>_``
+OUTPUT_SUFFIXES = ("group", "role", "kept_id")
+
+#: the score field's suffix, per metric: a distance for hashes, a
+#: similarity for embeddings
+SCORE_SUFFIXES = {"hamming": "distance", "cosine": "similarity"}
+
+#: extra per-sample fields of cross-dataset runs
+CROSS_SUFFIXES = ("kept_dataset", "kept_filepath")
+
+
+def output_field(run_key, suffix):
+    """The name of a per-sample field written by a run.
+
+    Args:
+        run_key: the run key
+        suffix: one of :data:`OUTPUT_SUFFIXES`, :data:`SCORE_SUFFIXES` or
+            :data:`CROSS_SUFFIXES`
+
+    Returns:
+        ``"<run_key>_<suffix>"``
+    """
+    return f"{run_key}_{suffix}"
+
+
+class DedupRunConfig(fors.RunConfig):
+    """Parameters of a duplicate-finding run.
+
+    Args:
+        encoder ("dhash"): the encoder name
+        field ("dhash"): the sample field holding the encodings
+        metric ("hamming"): ``"hamming"`` (distance, bits) or ``"cosine"``
+            (similarity)
+        threshold (10): the match threshold in the metric's units
+        keep ("first"): the keep policy
+        grouping ("star"): the grouping method
+        tag ("duplicate"): the tag added to duplicates
+        output_fields (None): the per-sample fields the run wrote
+        cross_datasets (None): for cross-dataset runs, the names of the other
+            datasets taking part
+        mode (None): for cross-dataset runs, ``"query"`` or ``"union"``
+        **kwargs: other JSON-serializable parameters
+    """
+
+    def __init__(
+        self,
+        encoder="dhash",
+        field="dhash",
+        metric="hamming",
+        threshold=10,
+        keep="first",
+        grouping="star",
+        tag="duplicate",
+        output_fields=None,
+        cross_datasets=None,
+        mode=None,
+        **kwargs,
+    ):
+        kwargs.setdefault("method", METHOD)
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.field = field
+        self.metric = metric
+        self.threshold = threshold
+        self.keep = keep
+        self.grouping = grouping
+        self.tag = tag
+        self.output_fields = list(output_fields or [])
+        self.cross_datasets = list(cross_datasets or [])
+        self.mode = mode
+
+
+class DedupRun(fors.Run):
+    """The run class of :class:`DedupRunConfig`: knows which fields and tags
+    a run wrote, and removes them when the run is deleted or replaced.
+    """
+
+    def get_fields(self, samples, key):
+        return list(self.config.output_fields)
+
+    def cleanup(self, samples, key):
+        dataset = samples._root_dataset
+        fields = [
+            f for f in self.config.output_fields if dataset.has_sample_field(f)
+        ]
+        role_field = output_field(key, "role")
+        tag = self.config.tag
+        if tag and role_field in fields:
+            dups = dataset.match(F(role_field) == "duplicate")
+            others = _other_runs_tagging(dataset, key, tag)
+            for other_role in others:
+                dups = dups.match(F(other_role) != "duplicate")
+            dups.untag_samples(tag)
+        if fields:
+            dataset.delete_sample_fields(fields, error_level=1)
+
+    def rename(self, samples, key, new_key):
+        dataset = samples._root_dataset
+        renames = {}
+        for f in self.config.output_fields:
+            if f.startswith(key + "_") and dataset.has_sample_field(f):
+                renames[f] = new_key + f[len(key):]
+        if renames:
+            dataset.rename_sample_fields(renames)
+        self.config.output_fields = [
+            renames.get(f, f) for f in self.config.output_fields
+        ]
+        fors.Run.update_run_config(samples, key, self.config)
+
+
+def _other_runs_tagging(dataset, key, tag):
+    roles = []
+    for other in dataset.list_runs():
+        if other == key:
+            continue
+        try:
+            cfg = dataset.get_run_info(other).config
+        except Exception:  # noqa: BLE001 - an unreadable run tags nothing
+            continue
+        if isinstance(cfg, DedupRunConfig) and cfg.tag == tag:
+            role = output_field(other, "role")
+            if dataset.has_sample_field(role):
+                roles.append(role)
+    return roles
+
+
+class DedupRunResults(fors.RunResults):
+    """What a run found, stored with the run.
+
+    Attributes:
+        summary: a dict of counts: ``num_samples``, ``num_encoded``,
+            ``num_failed``, ``num_pairs``, ``num_groups``, ``num_duplicates``,
+            and for cross-dataset runs ``num_cross``
+    """
+
+    def __init__(self, samples, config, key, backend=None, summary=None, **kwargs):
+        super().__init__(samples, config, key, backend=backend, **kwargs)
+        self.summary = dict(summary or {})
+
+    def get_meta(self):
+        return dict(self.summary)
+
+    def view(self, role=None, dynamic=False):
+        """The run's groups as a view; see
+        :func:`fiftyone_dedup.core.duplicates_view`.
+        """
+        from fiftyone_dedup import core
+
+        return core.duplicates_view(
+            self.samples, self.key, role=role, dynamic=dynamic
+        )
+
+    def groups(self):
+        """The run's groups as dicts; see
+        :func:`fiftyone_dedup.core.get_groups`.
+        """
+        from fiftyone_dedup import core
+
+        return core.get_groups(self.samples, self.key)
+
+
+def list_dedup_runs(samples):
+    """The keys of the duplicate-finding runs on a collection.
+
+    Args:
+        samples: a ``fiftyone.core.collections.SampleCollection``
+
+    Returns:
+        a sorted list of run keys
+    """
+    keys = []
+    for key in samples.list_runs():
+        try:
+            cfg = samples.get_run_info(key).config
+        except Exception:  # noqa: BLE001
+            continue
+        if isinstance(cfg, DedupRunConfig):
+            keys.append(key)
+    return sorted(keys)
