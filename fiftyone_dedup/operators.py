@@ -140,7 +140,7 @@ def _encoder_inputs(ctx, inputs, hashes_only=False):
         "encoder",
         choices.values(),
         default="dhash",
-        required=True,
+        required=False,
         label="Encoder",
         description=(
             "How images are compared: a 64-bit perceptual hash (fast, finds "
@@ -164,7 +164,7 @@ def _threshold_input(ctx, inputs, spec):
     label = "Threshold (bits)" if spec.is_hash else "Threshold (similarity)"
     kwargs = dict(
         default=spec.default_threshold,
-        required=True,
+        required=False,
         label=label,
         description=spec.threshold_help[0].upper() + spec.threshold_help[1:],
     )
@@ -184,7 +184,7 @@ def _run_key_input(ctx, inputs, view, default=core.DEFAULT_RUN_KEY):
     prop = inputs.str(
         "run_key",
         default=default,
-        required=True,
+        required=False,
         label="Run key",
         description=(
             "Names this run and prefixes the fields it writes "
@@ -219,7 +219,7 @@ def _keep_input(ctx, inputs):
         "keep",
         choices.values(),
         default="first",
-        required=True,
+        required=False,
         label="Keep",
         description="Which member of each group is kept",
         view=choices,
@@ -230,7 +230,7 @@ def _field_input(ctx, inputs, spec):
     prop = inputs.str(
         "field",
         default=spec.default_field,
-        required=True,
+        required=False,
         label="Encodings field",
         description="The sample field that holds (or will hold) the encodings",
     )
@@ -395,7 +395,7 @@ class FindDuplicates(foo.Operator):
             inputs.str(
                 "tag",
                 default=core.DEFAULT_TAG,
-                required=True,
+                required=False,
                 label="Tag",
                 description="The tag added to each duplicate",
             )
@@ -505,7 +505,7 @@ def _existing_run_input(ctx, inputs):
         "run_key",
         choices.values(),
         default=run_keys[0],
-        required=True,
+        required=False,
         label="Run",
         view=choices,
     )
