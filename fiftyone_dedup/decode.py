@@ -51,7 +51,7 @@ def _bomb_guard_disabled():
             Image.MAX_IMAGE_PIXELS = old
 
 
-def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS):
+def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False):
     """Opens an image lazily, reducing JPEGs with draft mode.
 
     Args:
@@ -61,6 +61,8 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS):
             this large
         max_pixels (DEFAULT_MAX_PIXELS): the most pixels an image may decode
             to; ``None`` for no limit
+        luma (False): with ``draft_size``, decode colour JPEGs to their luma
+            channel only (mode ``"L"``), skipping chroma
 
     Returns:
         a lazily-loaded ``PIL.Image.Image``
@@ -88,7 +90,7 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS):
     width, height = img.size
     if draft_size is not None and img.format == "JPEG":
         try:
-            img.draft("RGB", tuple(int(s) for s in draft_size))
+            img.draft("L" if luma else "RGB", tuple(int(s) for s in draft_size))
         except Exception:  # pragma: no cover - draft is best effort
             pass
 
@@ -135,7 +137,7 @@ def to_rgb(img):
     return img.convert("RGBA").convert("RGB")
 
 
-def load_rgb(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS):
+def load_rgb(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False):
     """Decodes an image to RGB as displayed (EXIF orientation applied).
 
     Args:
@@ -144,19 +146,25 @@ def load_rgb(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS):
             be DCT-reduced while decoding (see :func:`open_image`)
         max_pixels (DEFAULT_MAX_PIXELS): the most pixels an image may decode
             to; ``None`` for no limit
+        luma (False): with ``draft_size``, return draft-decoded JPEGs as their
+            8-bit luma (mode ``"L"``) instead of RGB: what greyscale encoders
+            such as DHash use, without decoding chroma
 
     Returns:
-        an RGB ``PIL.Image.Image``
+        an RGB (or, with ``luma``, possibly ``"L"``) ``PIL.Image.Image``
 
     Raises:
         DecodeError: with a message naming the reason
     """
-    img = open_image(path, draft_size=draft_size, max_pixels=max_pixels)
+    img = open_image(path, draft_size=draft_size, max_pixels=max_pixels, luma=luma)
+    keep_luma = luma and draft_size is not None and img.format == "JPEG"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img.load()
             img = _exif_transpose(img)
+            if keep_luma and img.mode == "L":
+                return img
             return to_rgb(img)
     except DecodeError:
         raise

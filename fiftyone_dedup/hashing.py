@@ -6,10 +6,11 @@ digits. DHash (the default): the image in RGB, resized to 9x8 with Lanczos,
 greyscale, one bit per pixel that is brighter than its left neighbour.
 
 Speed comes from decoding each JPEG at the smallest DCT scale that keeps at
-least ``draft_size`` pixels (PIL draft mode), and from a process pool. Draft
-decoding changes a hash by a fraction of a bit on average against a full
-decode (see the README); ``exact=True`` decodes fully and gives
-bit-identical hashes to imagededup's.
+least ``DRAFT_SIZES[method]`` pixels (PIL draft mode), luma only (the hashes
+are of the greyscale image, and a JPEG's luma is that greyscale), and from a
+process pool. Draft decoding changes a hash by about half a bit on average
+against a full decode (see the README); ``exact=True`` decodes fully and
+gives hashes bit-identical to imagededup's.
 """
 
 import logging
@@ -43,10 +44,10 @@ def _bits_to_hex(bits):
 
 
 def dhash(img):
-    """DHash of an RGB image, as imagededup computes it.
+    """DHash of an image, as imagededup computes it.
 
     Args:
-        img: an RGB ``PIL.Image.Image``
+        img: an RGB (or greyscale ``"L"``) ``PIL.Image.Image``
 
     Returns:
         the 64-bit hash as 16 hex digits
@@ -165,7 +166,9 @@ def hash_file(
     hasher = _HASHERS[method]
     draft = None if exact else DRAFT_SIZES[method]
     try:
-        img = decode.load_rgb(path, draft_size=draft, max_pixels=max_pixels)
+        img = decode.load_rgb(
+            path, draft_size=draft, max_pixels=max_pixels, luma=True
+        )
         return hasher(img), None
     except decode.DecodeError as e:
         return None, str(e)
