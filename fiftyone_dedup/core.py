@@ -264,7 +264,9 @@ def _encode_collection(
 
     if todo:
         values, errors, new_stamps = {}, {}, {}
-        with ProgressBar(total=len(todo), progress=progress, label=label) as pb:
+        with ProgressBar(
+            total=len(todo), progress=progress, label=label, iters_str="images"
+        ) as pb:
             results = encode([paths[i] for i in todo])
             for i, (value, error) in zip(todo, pb(results)):
                 sid = ids[i]
@@ -345,7 +347,9 @@ def _load_encodings(samples, spec, field):
 
 def _search_within(spec, encodings, threshold, progress):
     uniq, keys = search.unique_rows(encodings)
-    with ProgressBar(total=len(uniq), progress=progress, label="Searching") as pb:
+    with ProgressBar(
+        total=len(uniq), progress=progress, label="Searching", iters_str="encodings"
+    ) as pb:
         if spec.is_hash:
             a, b, s = search.hamming_pairs(uniq, threshold, progress=pb.update)
         else:
