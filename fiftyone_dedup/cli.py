@@ -5,6 +5,8 @@ Keeps the flags of ``remove_duplicates.py``, the script this grew from::
     fiftyone-dedup -d ~/dataset
     fiftyone-dedup -d ~/images --no_data_dir --no_annot --encoder DHash
     fiftyone-dedup -r ~/dataset -d dir_1 dir_2 --report report.json
+    fiftyone-dedup -d ~/dataset --dry_run
+    fiftyone-dedup restore duplicates
     fiftyone-dedup demo
 
 Arguments are checked before anything is imported or changed: a bad one
@@ -78,8 +80,26 @@ def build_parser():
         f"{encoders.ENCODERS['cnn'].default_threshold})",
     )
     p.add_argument(
+        "--duplicates_dir", default="duplicates", metavar="DIR",
+        help="where duplicates are moved, each under its dataset folder's "
+        "name at the same relative path, with its annotations unless "
+        "--drop_labels, and a manifest to undo the move "
+        "('%(prog)s restore DIR'); default: duplicates in the current folder",
+    )
+    p.add_argument(
         "--dry_run", action="store_true",
-        help="do not move any file (find, tag and report only)",
+        help="do not move any file: print the plan (what would move where)",
+    )
+    p.add_argument(
+        "--drop_labels", action="store_true",
+        help="move the images without their annotations (the source "
+        "annotation files still lose them; the originals are kept for undo)",
+    )
+    p.add_argument(
+        "--moved_samples", default="keep", choices=("keep", "delete", "dataset"),
+        help="what becomes of the moved samples in the FiftyOne dataset: keep "
+        "them with the new filepath and tag 'moved' (default), delete them, "
+        "or move them to the dataset '<dataset>-duplicates'",
     )
     p.add_argument(
         "--no_data_dir", action="store_true",
@@ -182,7 +202,38 @@ def validate_args(args):
             raise UsageError(f"--report folder is not writable: {parent}")
     if args.dataset is not None and not args.dataset.strip():
         raise UsageError("--dataset must not be empty")
+    _check_duplicates_dir(args, dirs)
     return spec, threshold, dirs
+
+
+def _check_duplicates_dir(args, dirs):
+    from fiftyone_dedup import fileops
+    from fiftyone_dedup import folders
+
+    dup = os.path.abspath(os.path.expanduser(args.duplicates_dir or ""))
+    if not args.duplicates_dir or not args.duplicates_dir.strip():
+        raise UsageError("--duplicates_dir must not be empty")
+    if os.path.lexists(dup) and not os.path.isdir(dup):
+        raise UsageError(f"--duplicates_dir is not a folder: {dup}")
+    for d in dirs:
+        if fileops.is_inside(d, dup):
+            raise UsageError(
+                f"--duplicates_dir {dup} contains the dataset folder {d}; "
+                "choose a folder outside it"
+            )
+        images = folders.images_dir(d, not args.no_data_dir)
+        if not args.no_annot and fileops.is_inside(dup, images):
+            raise UsageError(
+                f"--duplicates_dir {dup} is inside {images}, the images folder "
+                f"of a labeled dataset; choose a folder outside it"
+            )
+    if not args.dry_run:
+        parent = dup
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"--duplicates_dir cannot be created or written: {parent} is read-only")
+    args.duplicates_dir = dup
 
 
 def run(args):
@@ -193,6 +244,7 @@ def run(args):
     """
     spec, threshold, dirs = validate_args(args)
 
+    from fiftyone_dedup import actions
     from fiftyone_dedup import core
     from fiftyone_dedup import folders
     from fiftyone_dedup import report as report_mod
@@ -201,12 +253,18 @@ def run(args):
         # FiftyOne sets its own log level when imported
         logging.getLogger("fiftyone").setLevel(logging.WARNING)
     progress = False if args.quiet else True
+    name = args.dataset or folders.default_dataset_name(dirs)
+    if not args.dry_run:
+        # a move killed earlier is finished before the folders are rescanned
+        for done in actions.resume_moves(args.duplicates_dir, dataset_name=name, progress=progress):
+            print(f"Finished the interrupted move {done.move_id}: {done.num_moved} image(s) moved")
     dataset, _ = folders.load_folders(
         dirs,
-        name=args.dataset,
+        name=name,
         data_dir=not args.no_data_dir,
         annotations=not args.no_annot,
         dataset_type=args.dataset_type,
+        exclude=[args.duplicates_dir],
         progress=progress,
     )
     if len(dataset) == 0:
@@ -227,8 +285,20 @@ def run(args):
         progress=progress,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
+    moved = actions.move_duplicates(
+        dataset,
+        args.duplicates_dir,
+        run_key=args.run_key,
+        labels="drop" if args.drop_labels else "keep",
+        on_samples=args.moved_samples,
+        dry_run=args.dry_run,
+        progress=progress,
+    )
+    report_mod.add_move(rep, moved)
     if args.report:
         folders.write_json(args.report, rep)
+    if moved.files or moved.skipped:
+        print("\n" + moved.format(limit=20))
     print(f"\n{PROG}: done\n" + report_mod.summary_table(rep))
     if rep["failed"]:
         print(f"\n{len(rep['failed'])} image(s) could not be read:")
@@ -238,8 +308,62 @@ def run(args):
             print(f"  ... and {len(rep['failed']) - 10} more (see --report)")
     if args.report:
         print(f"\nReport: {os.path.abspath(args.report)}")
+    if moved.num_moved:
+        print(f"Undo the move: {PROG} restore '{args.duplicates_dir}'")
     print(f"Review in the App: fiftyone app launch '{dataset.name}'")
     return rep
+
+
+def build_restore_parser():
+    """The argument parser of ``fiftyone-dedup restore``."""
+    p = _Parser(
+        prog=f"{PROG} restore",
+        description=(
+            "Undo moves of duplicates from the manifests in DUPLICATES_DIR: "
+            "files, annotation files and dataset samples go back, newest "
+            "move first. Safe to interrupt and run again."
+        ),
+    )
+    p.add_argument("duplicates_dir", metavar="DUPLICATES_DIR", help="the duplicates folder of the moves")
+    p.add_argument("--move_id", metavar="ID", help="undo only this move (default: every move not yet undone)")
+    p.add_argument("--dataset", metavar="NAME", help="undo only the moves of this FiftyOne dataset")
+    p.add_argument(
+        "--trust_root", nargs="+", metavar="DIR", default=[],
+        help="dataset folders to restore into even though no FiftyOne "
+        "dataset records them (for example after the dataset was deleted)",
+    )
+    p.add_argument("--dry_run", action="store_true", help="only print what would be restored")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    return p
+
+
+def run_restore(args):
+    """Runs ``fiftyone-dedup restore`` on parsed arguments.
+
+    Returns:
+        the :class:`fiftyone_dedup.actions.RestoreResult`
+    """
+    dup = os.path.abspath(os.path.expanduser(args.duplicates_dir))
+    if not os.path.isdir(dup):
+        raise UsageError(f"Duplicates folder not found: {dup}")
+    from fiftyone_dedup import actions
+
+    if not args.verbose:
+        logging.getLogger("fiftyone").setLevel(logging.WARNING)
+    result = actions.restore(
+        dup,
+        move_id=args.move_id,
+        dataset_name=args.dataset,
+        trusted_roots=args.trust_root,
+        dry_run=args.dry_run,
+        progress=False if args.quiet else True,
+    )
+    print(result.format())
+    errors = [m for m in result.moves if m.get("error")]
+    if errors and not result.num_restored:
+        raise ValueError(errors[0]["error"])
+    return result
 
 
 def _configure_logging(verbose):
@@ -267,6 +391,11 @@ def main(argv=None):
             _configure_logging(args.verbose)
             demo.run(args)
             return 0
+        if argv and argv[0] == "restore":
+            args = build_restore_parser().parse_args(argv[1:])
+            _configure_logging(args.verbose)
+            run_restore(args)
+            return 0
         args = build_parser().parse_args(argv)
         _configure_logging(args.verbose)
         run(args)
@@ -279,8 +408,9 @@ def main(argv=None):
         return 130
     except Exception as e:  # noqa: BLE001 - one line for the user
         from fiftyone_dedup.folders import FolderError
+        from fiftyone_dedup.locks import LockError
 
-        if isinstance(e, (FolderError, ValueError)):
+        if isinstance(e, (FolderError, ValueError, LockError)):
             print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
             return 2 if isinstance(e, FolderError) else 1
         logger.debug("Failed", exc_info=True)

@@ -4,7 +4,8 @@
 ``labels.json``) made from real photos that installed packages ship
 (scikit-image and scikit-learn sample images, no download), with planted
 near-duplicates (resized, re-encoded, brightened, cropped, copied), and runs
-the whole command-line flow on it.
+the whole command-line flow on it: the duplicates move, with their labels,
+to ``<dir>/duplicates``.
 """
 
 import argparse
@@ -218,6 +219,7 @@ def run(args):
         "--encoder", args.encoder,
         "--dataset", "fiftyone-dedup-demo",
         "--report", report_path,
+        "--duplicates_dir", os.path.join(made["dir"], "duplicates"),
     ]
     if args.quiet:
         argv.append("--quiet")

@@ -74,6 +74,22 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
     }
 
 
+def add_move(report, result):
+    """Adds what moved (or would move) where to a report.
+
+    Args:
+        report: a dict from :func:`build_report`
+        result: a :class:`fiftyone_dedup.actions.MoveResult`
+    """
+    report["move"] = result.to_dict()
+    summary = report["summary"]
+    if result.dry_run:
+        summary["num_planned"] = result.num_planned
+    else:
+        summary["num_moved"] = result.num_moved
+    summary["num_not_moved"] = result.num_skipped
+
+
 def summary_table(report):
     """A plain-text summary table of a report.
 
@@ -95,8 +111,10 @@ def summary_table(report):
     ]
     if len(report.get("dirs") or []) > 1:
         rows.append(("cross-folder duplicates", s.get("num_cross", 0)))
-    for key, label in (("num_moved", "moved"), ("num_planned", "would move")):
-        if key in s:
+    for key, label in (
+        ("num_moved", "moved"), ("num_planned", "would move"), ("num_not_moved", "not moved (see report)"),
+    ):
+        if key in s and (key != "num_not_moved" or s[key]):
             rows.append((label, s[key]))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)

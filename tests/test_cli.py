@@ -35,8 +35,9 @@ def test_plain_folder_report_and_reuse(folder, tmp_path):
     args = [
         "-d", folder["dir"], "--no_data_dir", "--no_annot", "--encoder", "DHash",
         "--threshold", "10", "--report", report_path, "--dataset", "cli-plain",
+        "--dry_run",
     ]
-    out = helpers.run_cli(*args)
+    out = helpers.run_cli(*args, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     rep = json.loads(report_path.read_text())
     assert rep["encoder"] == "DHash" and rep["threshold"] == 10
@@ -49,8 +50,16 @@ def test_plain_folder_report_and_reuse(folder, tmp_path):
     assert set(failed) == set(folder["bad"].values())
     assert all(failed.values())
     assert "duplicates" in out.stdout and "unreadable" in out.stdout
+    # the dry run printed and reported its plan, and moved nothing
+    assert rep["summary"]["num_planned"] == len(folder["planted"])
+    planned = {(f["src"], f["dst"]) for f in rep["move"]["files"]}
+    assert {src for src, _ in planned} == dups
+    assert all(dst.startswith(str(tmp_path / "duplicates") + "/") for _, dst in planned)
+    assert "Would move" in out.stdout and "would move" in out.stdout
+    assert not (tmp_path / "duplicates").exists()
+    assert all(os.path.exists(p) for pair in folder["planted"] for p in pair)
 
-    again = helpers.run_cli(*args)
+    again = helpers.run_cli(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     rep2 = json.loads(report_path.read_text())
     assert rep2["summary"]["num_computed"] == 0
@@ -107,7 +116,8 @@ def test_cross_folder_duplicates_with_root(tmp_path):
     report_path = tmp_path / "r.json"
     out = helpers.run_cli(
         "-r", root, "-d", "dir_1", "dir_2", "--no_data_dir", "--no_annot",
-        "--report", report_path, "--dataset", "cli-cross",
+        "--report", report_path, "--dataset", "cli-cross", "--dry_run",
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     rep = json.loads(report_path.read_text())
@@ -128,10 +138,17 @@ def test_demo_builds_a_labeled_dataset_and_finds_every_planted_copy(tmp_path):
     out = helpers.run_cli("demo", "--dir", tmp_path / "demo", "--quiet")
     assert out.returncode == 0, out.stderr
     assert "Planted near-duplicates found: 6 of 6" in out.stdout
+    # the 6 copies moved with their labels; the rest stays a valid COCO dataset
     coco = json.loads((tmp_path / "demo" / "labels.json").read_text())
-    assert len(coco["images"]) == len(coco["annotations"]) == 16
+    assert len(coco["images"]) == len(coco["annotations"]) == 10
+    moved = json.loads((tmp_path / "demo" / "duplicates" / "demo" / "labels.json").read_text())
+    assert len(moved["images"]) == len(moved["annotations"]) == 6
+    for im in moved["images"]:
+        assert (tmp_path / "demo" / "duplicates" / "demo" / "data" / im["file_name"]).is_file()
+        assert not (tmp_path / "demo" / "data" / im["file_name"]).exists()
     ds = fo.load_dataset("fiftyone-dedup-demo")
     assert ds.count("ground_truth_detections.detections") == 16
+    assert len(ds.match_tags("moved")) == 6
     # a folder the demo did not make is never overwritten
     mine = tmp_path / "mine"
     mine.mkdir()
