@@ -9,6 +9,7 @@ Usage::
     results = fod.find_duplicates(dataset, threshold=10)
     print(results.summary)
     session = fo.launch_app(results.view())
+    fod.move_duplicates(dataset, "duplicates")  # undo: fod.restore("duplicates")
 
 Attributes load lazily, so ``import fiftyone_dedup`` does not import
 FiftyOne (worker processes that only decode images stay light). This module
@@ -30,6 +31,12 @@ _EXPORTS = {
     "load_run": "fiftyone_dedup.core",
     "delete_run": "fiftyone_dedup.core",
     "EncodeReport": "fiftyone_dedup.core",
+    "move_duplicates": "fiftyone_dedup.actions",
+    "restore": "fiftyone_dedup.actions",
+    "resume_moves": "fiftyone_dedup.actions",
+    "list_moves": "fiftyone_dedup.actions",
+    "MoveResult": "fiftyone_dedup.actions",
+    "RestoreResult": "fiftyone_dedup.actions",
     "DedupRunConfig": "fiftyone_dedup.runs",
     "DedupRunResults": "fiftyone_dedup.runs",
     "get_encoder": "fiftyone_dedup.encoders",

@@ -15,6 +15,7 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_dedup import actions
 from fiftyone_dedup import core
 from fiftyone_dedup import encoders
 from fiftyone_dedup import hashing
@@ -563,7 +564,274 @@ class ClearDuplicates(foo.Operator):
         return {"deleted": run_key}
 
 
-OPERATORS = (ComputeHashes, FindDuplicates, ShowDuplicates, ClearDuplicates)
+# ----------------------------------------------------- move and restore
+
+
+def _duplicates_dir_input(ctx, inputs, description):
+    """The duplicates folder field; returns its absolute path or None."""
+    prop = inputs.str(
+        "duplicates_dir", required=True, label="Duplicates folder", description=description,
+    )
+    value = ctx.params.get("duplicates_dir")
+    if not value:
+        return None
+    try:
+        return actions._check_dir_arg(value)
+    except ValueError as e:
+        prop.invalid = True
+        prop.error_message = str(e)
+        return None
+
+
+def _confirm_input(ctx, inputs, label):
+    prop = inputs.bool("confirm", default=False, required=True, label=label)
+    if not ctx.params.get("confirm", False):
+        prop.invalid = True
+        prop.error_message = "Review the plan above and confirm"
+
+
+def _plan_markdown(lines, limit=15):
+    shown = lines[:limit]
+    text = "\n".join(f"- `{line}`" for line in shown)
+    if len(lines) > limit:
+        text += f"\n- ... and {len(lines) - limit} more"
+    return text
+
+
+class MoveDuplicates(foo.Operator):
+    """Moves a run's duplicate files into a folder, undoably, with their
+    labels or without."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="move_duplicates",
+            label="Dedup: move duplicates",
+            description=(
+                "Move the duplicates' files into a folder (with their "
+                "annotations), with a manifest to undo the move"
+            ),
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def __call__(
+        self,
+        sample_collection,
+        duplicates_dir,
+        run_key=core.DEFAULT_RUN_KEY,
+        labels="keep",
+        on_samples="keep",
+        tag="moved",
+        delegate=False,
+    ):
+        """Moves duplicates through the operator (see
+        :func:`fiftyone_dedup.actions.move_duplicates`).
+
+        Args:
+            sample_collection: a dataset or view
+            duplicates_dir: the folder to move them into
+            run_key ("dedup"): the duplicates run
+            labels ("keep"): ``"keep"`` or ``"drop"``
+            on_samples ("keep"): ``"keep"``, ``"delete"`` or ``"dataset"``
+            tag ("moved"): the tag of moved samples
+            delegate (False): schedule instead of running now
+
+        Returns:
+            the move's summary dict (see
+            :func:`fiftyone_dedup.actions.list_moves`), or the
+            ``ExecutionResult`` of a scheduled run
+        """
+        params = dict(
+            run_key=run_key, duplicates_dir=str(duplicates_dir), labels=labels,
+            on_samples=on_samples, tag=tag, confirm=True,
+        )
+        result = _execute_operator(self, sample_collection, params, delegate)
+        if delegate:
+            return result
+        name = sample_collection._root_dataset.name
+        moves = [m for m in actions.list_moves(duplicates_dir) if m.get("dataset") == name]
+        return moves[-1] if moves else None
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        run_key = _existing_run_input(ctx, inputs)
+        if run_key is not None:
+            dup = _duplicates_dir_input(
+                ctx, inputs,
+                "A folder on the machine running FiftyOne. Each duplicate "
+                "moves there under its dataset folder's name, at the same "
+                "relative path; a manifest there lets you undo the move",
+            )
+            labels = types.RadioGroup()
+            labels.add_choice("keep", label="Keep labels", description="The annotations travel with the images")
+            labels.add_choice("drop", label="Drop labels", description="Images only; the moved samples lose their labels")
+            inputs.enum("labels", labels.values(), default="keep", label="Labels", view=labels)
+            samples = types.RadioGroup()
+            samples.add_choice("keep", label="Keep and tag them", description="With their new filepath and a tag")
+            samples.add_choice("delete", label="Delete them from the dataset")
+            samples.add_choice("dataset", label="Move them to '<dataset>-duplicates'")
+            inputs.enum("on_samples", samples.values(), default="keep", label="Moved samples", view=samples)
+            inputs.str("tag", default="moved", required=False, label="Tag", description="The tag of moved samples")
+            if dup is not None:
+                self._preview(ctx, inputs, run_key, dup)
+        return types.Property(inputs, view=types.View(label="Move duplicates"))
+
+    def _preview(self, ctx, inputs, run_key, dup):
+        try:
+            plan = actions.move_duplicates(
+                ctx.target_view(), dup, run_key=run_key,
+                labels=ctx.params.get("labels", "keep"),
+                on_samples=ctx.params.get("on_samples", "keep"),
+                tag=ctx.params.get("tag", "moved") or None,
+                dry_run=True,
+            )
+        except Exception as e:  # noqa: BLE001 - shown in the form
+            prop = inputs.view("plan_error", types.Error(label="Cannot move", description=str(e)))
+            prop.invalid = True
+            prop.error_message = str(e)
+            return
+        if plan.num_planned == 0:
+            prop = inputs.view(
+                "nothing", types.Warning(label="Nothing to move", description=f"{plan.num_skipped} duplicate(s) cannot move")
+            )
+            prop.invalid = True
+            prop.error_message = "Nothing to move"
+            return
+        inputs.view(
+            "plan",
+            types.Notice(label=f"{plan.num_planned} image(s) will move to {dup}; {plan.num_skipped} will not"),
+        )
+        inputs.md(_plan_markdown(plan.format(limit=None).splitlines()[1:]), name="plan_lines")
+        _confirm_input(ctx, inputs, "Move these files")
+
+    def execute(self, ctx):
+        view = ctx.target_view()
+        params = ctx.params
+
+        def work(progress):
+            return actions.move_duplicates(
+                view,
+                params["duplicates_dir"],
+                run_key=params.get("run_key", core.DEFAULT_RUN_KEY),
+                labels=params.get("labels", "keep"),
+                on_samples=params.get("on_samples", "keep"),
+                tag=params.get("tag", "moved") or None,
+                progress=progress,
+            )
+
+        result = yield from _run_in_app(ctx, work)
+        if ctx.delegated:
+            return
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.notify(
+            f"Moved {result.num_moved} image(s) to {result.duplicates_dir}"
+            + (f"; {result.num_skipped} not moved" if result.num_skipped else ""),
+            variant="warning" if result.num_skipped else "success",
+        )
+
+
+class RestoreDuplicates(foo.Operator):
+    """Undoes moves of duplicates from their manifests."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="restore_duplicates",
+            label="Dedup: restore moved duplicates",
+            description="Put moved duplicates back: files, annotation files and samples",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            view_target=False,
+        )
+
+    def __call__(self, sample_collection, duplicates_dir, move_id=None, delegate=False):
+        """Restores through the operator (see
+        :func:`fiftyone_dedup.actions.restore`).
+
+        Args:
+            sample_collection: the dataset whose moves to undo
+            duplicates_dir: the duplicates folder
+            move_id (None): one move; all of the dataset's by default
+            delegate (False): schedule instead of running now
+
+        Returns:
+            the summaries of the dataset's moves in the folder, or the
+            ``ExecutionResult`` of a scheduled run
+        """
+        params = dict(duplicates_dir=str(duplicates_dir), move_id=move_id or "all", confirm=True)
+        result = _execute_operator(self, sample_collection, params, delegate)
+        if delegate:
+            return result
+        name = sample_collection._root_dataset.name
+        return [m for m in actions.list_moves(duplicates_dir) if m.get("dataset") == name]
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        dup = _duplicates_dir_input(ctx, inputs, "The duplicates folder of the move")
+        if dup is not None:
+            moves = [
+                m for m in actions.list_moves(dup)
+                if m.get("dataset") == ctx.dataset.name and m.get("state") in ("moving", "moved", "restoring")
+            ]
+            if not moves:
+                prop = inputs.view(
+                    "no_moves", types.Warning(label=f"No moves of this dataset to undo in {dup}")
+                )
+                prop.invalid = True
+                prop.error_message = "Nothing to restore"
+            else:
+                choices = types.DropdownView()
+                choices.add_choice("all", label=f"All {len(moves)} move(s), newest first")
+                for m in reversed(moves):
+                    choices.add_choice(
+                        m["move_id"], label=f"{m['move_id']}: {m['num_moved']} file(s), {m['state']}"
+                    )
+                inputs.enum("move_id", choices.values(), default="all", label="Move", view=choices)
+                move_id = ctx.params.get("move_id", "all")
+                try:
+                    plan = actions.restore(
+                        dup, move_id=None if move_id == "all" else move_id,
+                        dataset_name=ctx.dataset.name, dry_run=True,
+                    )
+                    inputs.view("plan", types.Notice(label=f"{plan.num_restored} file(s) will go back"))
+                    for i, msg in enumerate(plan.messages):
+                        inputs.view(f"note_{i}", types.Warning(label=msg))
+                    _confirm_input(ctx, inputs, "Restore these files")
+                except Exception as e:  # noqa: BLE001 - shown in the form
+                    prop = inputs.view("plan_error", types.Error(label="Cannot restore", description=str(e)))
+                    prop.invalid = True
+                    prop.error_message = str(e)
+        return types.Property(inputs, view=types.View(label="Restore moved duplicates"))
+
+    def execute(self, ctx):
+        dup = ctx.params["duplicates_dir"]
+        move_id = ctx.params.get("move_id", "all")
+        name = ctx.dataset.name
+
+        def work(progress):
+            return actions.restore(
+                dup, move_id=None if move_id == "all" else move_id, dataset_name=name, progress=progress,
+            )
+
+        result = yield from _run_in_app(ctx, work)
+        if ctx.delegated:
+            return
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.notify(
+            f"Restored {result.num_restored} file(s) from {dup}"
+            + (f" ({len(result.messages)} note(s): {result.messages[0]})" if result.messages else ""),
+            variant="warning" if result.messages else "success",
+        )
+
+
+OPERATORS = (
+    ComputeHashes, FindDuplicates, ShowDuplicates, ClearDuplicates, MoveDuplicates, RestoreDuplicates,
+)
 
 
 def register(p):
