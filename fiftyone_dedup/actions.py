@@ -194,8 +194,19 @@ class RestoreResult:
 
     @property
     def num_restored(self):
-        """Files put back (or, in a dry run, that would be)."""
-        return sum(1 for f in self.files if f["outcome"] in ("restored", "planned"))
+        """Images put back (or, in a dry run, that would be)."""
+        return sum(
+            1 for f in self.files
+            if f["kind"] == "image" and f["outcome"] in ("restored", "planned")
+        )
+
+    @property
+    def num_restored_labels(self):
+        """Annotation files put back (or that would be)."""
+        return sum(
+            1 for f in self.files
+            if f["kind"] == "label" and f["outcome"] in ("restored", "planned")
+        )
 
     def to_dict(self):
         """A JSON-serializable dict."""
@@ -203,6 +214,7 @@ class RestoreResult:
             "duplicates_dir": self.duplicates_dir,
             "dry_run": self.dry_run,
             "num_restored": self.num_restored,
+            "num_restored_labels": self.num_restored_labels,
             "moves": list(self.moves),
             "files": list(self.files),
             "messages": list(self.messages),
@@ -211,9 +223,12 @@ class RestoreResult:
     def format(self, limit=20):
         """The outcome as text."""
         verb = "Would restore" if self.dry_run else "Restored"
-        lines = [f"{verb} {self.num_restored} file(s) from {self.duplicates_dir}"]
+        lines = [
+            f"{verb} {self.num_restored} image(s) and {self.num_restored_labels} "
+            f"annotation file(s) from {self.duplicates_dir}"
+        ]
         for mv in self.moves:
-            line = f"  move {mv['move_id']} (dataset '{mv['dataset']}'): {mv['num_restored']} file(s)"
+            line = f"  move {mv['move_id']} (dataset '{mv['dataset']}'): {mv['num_restored']} image(s)"
             if mv.get("error"):
                 line += f"; not restored: {mv['error']}"
             lines.append(line)
@@ -416,7 +431,11 @@ def _plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplicates_
         entry.sample_ids.append(sid)
 
     images = sorted(by_path.values(), key=lambda e: (e.root, e.src))
-    _check_duplicates_dir(roots, duplicates_dir)
+    folder_roots = [
+        mf.Root(path=d, dest="", layout=folder_layouts.get(d), data_dir=folder_data_dir)
+        for d in folder_dirs
+    ]
+    _check_duplicates_dir(roots + folder_roots, duplicates_dir)
 
     # per-image annotation files that travel with their image
     files = list(images)
@@ -741,7 +760,17 @@ def move_duplicates(
         logger.info("%s", result.format())
         return result
 
-    _ensure_writable_dir(dup)
+    core._require_run(samples, run_key)
+    created = _ensure_writable_dir(dup)
+    try:
+        return _move_locked(samples, dataset, dup, run_key, labels, on_samples, tag, duplicates_dataset, root, progress)
+    except (ValueError, locks.LockError):
+        if created:
+            _remove_created(dup, created)
+        raise
+
+
+def _move_locked(samples, dataset, dup, run_key, labels, on_samples, tag, duplicates_dataset, root, progress):
     lock_list = [_dir_lock(dup), _dataset_lock(dataset)]
     with locks.hold(lock_list):
         resumed = []
@@ -765,6 +794,16 @@ def move_duplicates(
 
 
 def _ensure_writable_dir(dup):
+    """Creates the duplicates folder if needed and checks it is writable.
+
+    Returns:
+        the topmost folder created, or None
+    """
+    created = None
+    parent = dup
+    while not os.path.lexists(parent):
+        created = parent
+        parent = os.path.dirname(parent)
     try:
         os.makedirs(os.path.join(dup, mf.STATE_DIR), exist_ok=True)
         probe = os.path.join(dup, mf.STATE_DIR, f".probe-{os.getpid()}")
@@ -775,6 +814,17 @@ def _ensure_writable_dir(dup):
         raise ValueError(
             f"Cannot write to the duplicates folder {dup}: {e.strerror or e}"
         ) from None
+    return created
+
+
+def _remove_created(dup, created):
+    """Takes back the empty folders a refused run created."""
+    for name in ("lock",):
+        try:
+            os.unlink(os.path.join(dup, mf.STATE_DIR, name))
+        except OSError:
+            pass
+    fileops.remove_empty_dirs(os.path.join(dup, mf.STATE_DIR), os.path.dirname(created))
 
 
 def _dir_lock(dup):
@@ -834,6 +884,7 @@ def _prepare(plan, result, progress):
     # a label file whose image was dropped above stays
     files = [e for e in files if e.kind == "image" or set(e.sample_ids) <= image_ids]
     _compact_roots(plan, files)
+    _check_space(plan, files, dup)
     move_id = mf.new_move_id()
     for n, e in enumerate(files):
         e.n = n
@@ -881,6 +932,28 @@ def _prepare(plan, result, progress):
     return m
 
 
+def _check_space(plan, files, dup):
+    """Refuses, before any change, a move whose copies (across file
+    systems) and backups cannot fit in the duplicates folder."""
+    dev = os.stat(dup).st_dev
+    need = 0
+    for e in files:
+        src = os.path.join(plan.roots[e.root].path, *e.src.split("/"))
+        if os.stat(os.path.dirname(src)).st_dev != dev:
+            need += e.size
+    for ri, rel in plan.annotations:
+        need += 2 * os.path.getsize(os.path.join(plan.roots[ri].path, *rel.split("/")))
+    # the manifest and the samples backup: a few KB per file
+    need += 4096 * len(files) + (1 << 20)
+    free = fileops.free_bytes(dup)
+    if need > free:
+        raise ValueError(
+            f"Not enough space in {dup}: the move needs about "
+            f"{need / 1e6:.1f} MB there and {free / 1e6:.1f} MB are free. "
+            "Nothing was moved"
+        )
+
+
 def _compact_roots(plan, files):
     """Drops the roots no file moves from, renumbering the others."""
     used = sorted({e.root for e in files})
@@ -924,6 +997,8 @@ def _finish(m, dup, dataset, progress, result):
     """Runs (or finishes) a planned move from its manifest."""
     result.move_id = m.move_id
     result.manifest = m.path
+    if m.problems:
+        result.messages.append(f"{m.path}: {len(m.problems)} record(s) ignored; first: {m.problems[0]}")
     if m.state == "planning":
         with mf.Journal(m.path) as journal:
             journal.append({"type": "aborted", "reason": "interrupted while planning; nothing was moved"}, sync=True)
@@ -1471,6 +1546,11 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
     dataset = fo.load_dataset(m.dataset) if fo.dataset_exists(m.dataset) else None
     summary = {"move_id": m.move_id, "dataset": m.dataset, "num_restored": 0, "num_skipped": 0, "error": None}
     result.moves.append(summary)
+    if m.problems:
+        result.messages.append(
+            f"{m.path}: {len(m.problems)} record(s) ignored (their files, if any, "
+            f"stay in the duplicates folder); first: {m.problems[0]}"
+        )
     try:
         _check_trust(m, dataset, trusted_roots)
     except ValueError as e:
@@ -1490,8 +1570,8 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
             src = os.path.join(r.path, *e.src.split("/"))
             dst = os.path.join(dup, *e.dst.split("/"))
             if os.path.lexists(dst) and not os.path.lexists(src):
-                result.files.append({"src": src, "dst": dst, "outcome": "planned", "reason": None})
-                summary["num_restored"] += 1
+                result.files.append({"src": src, "dst": dst, "kind": e.kind, "outcome": "planned", "reason": None})
+                summary["num_restored"] += e.kind == "image"
         return
     with mf.Journal(m.path) as journal:
         if not m.restore_started:
@@ -1509,11 +1589,12 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
             result.files.append({
                 "src": os.path.join(r.path, *e.src.split("/")),
                 "dst": os.path.join(dup, *e.dst.split("/")),
+                "kind": e.kind,
                 "outcome": kind,
                 "reason": reason,
             })
             if kind == "restored":
-                summary["num_restored"] += 1
+                summary["num_restored"] += e.kind == "image"
             elif reason != "was not moved":
                 summary["num_skipped"] += 1
         journal.append({"type": "restore_phase", "name": "files"}, sync=True)

@@ -176,6 +176,8 @@ class Manifest:
     restore_complete: bool = False
     problems: list = field(default_factory=list)
     torn_tail: bool = False
+    num_file_records: int = 0
+    num_annotation_records: int = 0
 
     @property
     def state(self):
@@ -200,7 +202,7 @@ class Manifest:
         return backup_dir(self.move_id)
 
     def moved_entries(self):
-        """The file entries recorded as moved."""
+        """The (valid) file entries recorded as moved."""
         return [e for e in self.files if self.outcomes.get(e.n, (None,))[0] == "moved"]
 
     def summary(self):
@@ -527,15 +529,30 @@ def _root_index(m, d):
     return i
 
 
+_AFTER_PLAN = (
+    "moved", "skipped", "failed", "rewritten", "written", "phase", "complete",
+    "restore_started", "restored", "restore_skipped", "restore_phase", "restore_complete",
+)
+
+
 def _apply_record(m, d):
     kind = d.get("type")
+    if kind == "file" and not m.planned:
+        # a bad file record still takes its number, so the others keep theirs
+        m.num_file_records += 1
+    if kind == "annotation" and not m.planned:
+        m.num_annotation_records += 1
+    if kind in _AFTER_PLAN and not m.planned:
+        # the plan was closed even if its closing record was damaged
+        m.planned = True
+        m.problems.append("the plan's closing record is missing; assumed closed")
     if kind == "file":
         _apply_file(m, d)
     elif kind == "annotation":
         if m.planned:
             raise ValueError("annotation record after the plan was closed")
         a = _int(d, "a")
-        if a != len(m.annotations):
+        if a != m.num_annotation_records - 1:
             raise ValueError(f"annotation {a} out of order")
         root = _root_index(m, d)
         rel = fileops.check_relpath(_str(d, "path"), "annotation path")
@@ -551,17 +568,19 @@ def _apply_record(m, d):
             raise ValueError(f"samples backup {backup!r} is not where backups go")
         m.samples_backup = {"backup": backup, "sha256": _sha(d), "count": _int(d, "count")}
     elif kind == "planned":
-        if _int(d, "num_files") != len(m.files):
+        if m.planned:
+            raise ValueError("the plan was closed twice")
+        if _int(d, "num_files") != m.num_file_records:
             raise ValueError("the plan's file count does not match its records")
         m.planned = True
     elif kind in ("moved", "skipped", "failed"):
         n = _int(d, "n")
-        if n >= len(m.files) or not m.planned:
+        if n >= m.num_file_records:
             raise ValueError(f"outcome for unknown file {n}")
         m.outcomes[n] = (kind, _str(d, "reason", allow_none=True))
     elif kind == "rewritten":
         a = _int(d, "a")
-        if a >= len(m.annotations):
+        if a >= m.num_annotation_records:
             raise ValueError(f"unknown annotation {a}")
         m.rewritten[a] = _sha(d)
     elif kind == "written":
@@ -579,7 +598,7 @@ def _apply_record(m, d):
         m.restore_started = True
     elif kind in ("restored", "restore_skipped"):
         n = _int(d, "n")
-        if n >= len(m.files):
+        if n >= m.num_file_records:
             raise ValueError(f"restore outcome for unknown file {n}")
         m.restored[n] = ("restored" if kind == "restored" else "skipped", _str(d, "reason", allow_none=True))
     elif kind == "restore_phase":
@@ -594,7 +613,7 @@ def _apply_file(m, d):
     if m.planned:
         raise ValueError("file record after the plan was closed")
     n = _int(d, "n")
-    if n != len(m.files):
+    if n != m.num_file_records - 1:
         raise ValueError(f"file {n} out of order")
     root = _root_index(m, d)
     kind = _choice(d, "kind", KINDS)

@@ -206,7 +206,8 @@ def _check_invariants(m):
     for rel in m.written:
         fileops.check_relpath(rel)
         assert any(rel.startswith(r.dest + "/") for r in m.roots)
-    assert all(0 <= n < len(m.files) for n in m.outcomes)
+    assert all(0 <= n < m.num_file_records for n in m.outcomes)
+    assert len({e.n for e in m.files}) == len(m.files)
 
 
 def _parse_or_refuse(data):
