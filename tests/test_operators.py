@@ -17,7 +17,10 @@ from fiftyone_dedup.operators import PLUGIN_NAME
 
 import helpers
 
-OPERATORS = ("compute_hashes", "find_duplicates", "show_duplicates", "clear_duplicates")
+OPERATORS = (
+    "compute_hashes", "find_duplicates", "show_duplicates", "clear_duplicates",
+    "move_duplicates", "restore_duplicates",
+)
 
 
 def uri(name):
@@ -136,3 +139,77 @@ def test_empty_target_is_rejected(dataset):
     empty = dataset.limit(0)
     with pytest.raises(Exception, match="no samples"):
         foo.execute_operator(uri("find_duplicates"), dict(view=empty), params={"threshold": 10})
+
+
+# ------------------------------------------------------------ move / restore
+
+
+@pytest.fixture
+def moving(tmp_path):
+    """A folder dataset with two planted copies, duplicates found."""
+    from fiftyone_dedup import folders
+
+    root = str(tmp_path / "imgs")
+    for i in range(3):
+        img = helpers.photo(i).resize((96, 72))
+        helpers.save(img, os.path.join(root, f"p{i}.jpg"))
+        if i < 2:
+            helpers.save(helpers.jpeg(img), os.path.join(root, "sub", f"p{i}_copy.jpg"))
+    name = f"op-move-{os.path.basename(str(tmp_path))}"
+    ds, _ = folders.load_folders([root], name=name, data_dir=False, annotations=False)
+    fod.find_duplicates(ds, threshold=10, num_workers=0)
+    yield ds, root, str(tmp_path / "dups")
+    for n in (name, name + "-duplicates"):
+        if fo.dataset_exists(n):
+            fo.load_dataset(n).delete()
+
+
+def _form(name, dataset, params):
+    from fiftyone.operators.executor import ExecutionContext
+
+    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
+    prop = foo.get_operator(uri(name)).resolve_input(ctx)
+    return prop.type.properties
+
+
+def test_move_form_shows_the_plan_and_requires_confirmation(moving):
+    ds, root, dup = moving
+    props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": dup})
+    assert props["plan"].view.label == f"2 image(s) will move to {dup}; 0 will not"
+    plan_text = props["plan_lines"].default
+    assert os.path.join(root, "sub", "p0_copy.jpg") in plan_text and os.path.join(dup, "imgs", "sub", "p0_copy.jpg") in plan_text
+    assert props["confirm"].invalid
+    props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": dup, "confirm": True})
+    assert not props["confirm"].invalid
+    # without confirming, nothing moves
+    with pytest.raises(Exception, match="confirm"):
+        foo.execute_operator(uri("move_duplicates"), dict(dataset=ds), params={"run_key": "dedup", "duplicates_dir": dup})
+    assert not os.path.exists(dup)
+    # a bad folder is flagged in the form
+    bad = os.path.join(root, "p0.jpg")
+    props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": bad})
+    assert props["duplicates_dir"].invalid and "not a folder" in props["duplicates_dir"].error_message
+
+
+def test_move_then_restore_through_the_operators(moving):
+    ds, root, dup = moving
+    before = sorted(os.listdir(os.path.join(root, "sub")))
+    summary = foo.get_operator(uri("move_duplicates"))(ds, dup, on_samples="delete")
+    assert summary["state"] == "moved" and summary["num_moved"] == 2
+    assert os.listdir(os.path.join(root, "sub")) == [] and len(ds) == 3
+    props = _form("restore_duplicates", ds, {"duplicates_dir": dup})
+    assert props["plan"].view.label == "2 file(s) will go back"
+    moves = foo.get_operator(uri("restore_duplicates"))(ds, dup)
+    assert [m["state"] for m in moves] == ["restored"]
+    assert sorted(os.listdir(os.path.join(root, "sub"))) == before and len(ds) == 5
+
+
+def test_move_delegated(moving):
+    ds, root, dup = moving
+    queued = foo.get_operator(uri("move_duplicates"))(ds, dup, delegate=True)
+    assert queued.error is None and not os.path.exists(dup)
+    dos = DelegatedOperationService()
+    dos.execute_queued_operations(dataset_name=ds.name, operator=uri("move_duplicates"))
+    ops = dos.list_operations(dataset_name=ds.name, operator=uri("move_duplicates"))
+    assert [o.run_state for o in ops] == [ExecutionRunState.COMPLETED]
+    assert len(ds.match_tags("moved")) == 2
