@@ -156,3 +156,100 @@ def test_demo_builds_a_labeled_dataset_and_finds_every_planted_copy(tmp_path):
     out = helpers.run_cli("demo", "--dir", mine)
     assert out.returncode != 0 and "not made by the demo" in out.stderr
     assert (mine / "keep.txt").read_text() == "precious"
+
+
+# ------------------------------------------------------------ moving
+
+
+def _coco_folder(directory):
+    import labeled
+
+    return labeled.make_labeled_folder(str(directory), "coco")
+
+
+def test_coco_dataset_moves_with_labels_and_restores(tmp_path):
+    import labeled
+
+    made = _coco_folder(tmp_path / "dataset")
+    root = made["dir"]
+    tree0 = labeled.tree(root)
+    report_path = tmp_path / "r.json"
+    out = helpers.run_cli(
+        "-d", root, "--encoder", "DHash", "--report", report_path, "--dataset", "cli-move", "-q",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    dup = tmp_path / "duplicates"  # the default, in the current folder
+    rep = json.loads(report_path.read_text())
+    assert rep["summary"]["num_moved"] == 2 and rep["move"]["manifest"].startswith(str(dup))
+    assert {f["dst"] for f in rep["move"]["files"]} == {str(dup / "dataset" / c) for c in made["copies"]}
+    assert "moved" in out.stdout and "fiftyone-dedup restore" in out.stdout
+    # the source stays a valid COCO dataset; the duplicates are one too
+    src = labeled.load_layout(root, "coco")
+    assert len(src) == 4
+    src.delete()
+    moved = labeled.load_layout(str(dup / "dataset"), "coco")
+    assert len(moved) == 2 and moved.count("ground_truth_detections.detections") == 2
+    moved.delete()
+    # a rerun finds nothing more to move and never rescans the moved files
+    out = helpers.run_cli("-d", root, "--dataset", "cli-move", "-q", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert len(fo.load_dataset("cli-move")) == 4
+
+    out = helpers.run_cli("restore", dup, "-q")
+    assert out.returncode == 0, out.stderr
+    assert "Restored 2 image(s)" in out.stdout
+    assert labeled.tree(root) == tree0
+    fo.load_dataset("cli-move").delete()
+
+
+def test_drop_labels_and_dry_run_from_the_command_line(tmp_path):
+    import labeled
+
+    made = _coco_folder(tmp_path / "dataset")
+    tree0 = labeled.tree(made["dir"])
+    dup = tmp_path / "elsewhere" / "dups"
+    out = helpers.run_cli(
+        "-d", made["dir"], "--duplicates_dir", dup, "--dry_run", "--dataset", "cli-drop", "-q",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Would move 2 image(s)" in out.stdout and "would move" in out.stdout
+    assert labeled.tree(made["dir"]) == tree0 and not dup.exists()
+    out = helpers.run_cli(
+        "-d", made["dir"], "--duplicates_dir", dup, "--drop_labels", "--moved_samples", "delete",
+        "--dataset", "cli-drop", "-q",
+    )
+    assert out.returncode == 0, out.stderr
+    assert sorted(labeled.tree(str(dup / "dataset"))) == sorted(made["copies"])
+    assert len(fo.load_dataset("cli-drop")) == 4
+    fo.load_dataset("cli-drop").delete()
+
+
+@pytest.mark.parametrize(
+    "dup, message",
+    [
+        ("{dir}/data/dups", "is inside {dir}/data, the images folder"),
+        ("{parent}", "contains the dataset folder"),
+        ("{dir}/labels.json", "--duplicates_dir is not a folder"),
+    ],
+)
+def test_bad_duplicates_dir_exits_2_before_any_change(tmp_path, dup, message):
+    import labeled
+
+    made = _coco_folder(tmp_path / "dataset")
+    tree0 = labeled.tree(made["dir"])
+    fill = lambda s: s.replace("{dir}", made["dir"]).replace("{parent}", str(tmp_path))  # noqa: E731
+    out = helpers.run_cli("-d", made["dir"], "--duplicates_dir", fill(dup), "--dataset", "cli-baddup")
+    assert out.returncode == 2, out.stderr
+    lines = [l for l in out.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and fill(message) in lines[0], out.stderr
+    assert labeled.tree(made["dir"]) == tree0 and not fo.dataset_exists("cli-baddup")
+
+
+def test_restore_of_a_missing_folder_exits_2():
+    out = helpers.run_cli("restore", "/no/such/duplicates")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "fiftyone-dedup: error: Duplicates folder not found: /no/such/duplicates "
+        "(see fiftyone-dedup --help)"
+    )
