@@ -323,7 +323,7 @@ class _Plan:
     annotations: list  # (root index, rel)
     support: list  # (root index, rel)
     export_roots: list
-    unfinished: list
+    already_moved: int
 
 
 def _plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplicates_dataset, root):
@@ -389,13 +389,14 @@ def _plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplicates_
             roots.append(mf.Root(path=key[0], dest="", layout=key[1], data_dir=key[2]))
         return root_index[key[0]]
 
-    skipped, by_path = [], {}
+    skipped, by_path, already = [], {}, 0
     moving_ids = set(ids)
     for sid, p, g, kid, src_dir, st in zip(ids, paths, groups, kept_ids, sources, stamps):
         path = os.path.normpath(os.path.abspath(p))
         reason = None
         if fileops.is_inside(path, duplicates_dir):
-            reason = "already in the duplicates folder"
+            already += 1  # moved by an earlier move (samples kept)
+            continue
         if reason is None:
             ri = root_for(src_dir if isinstance(src_dir, str) else None)
             rpath = roots[ri].path
@@ -529,7 +530,7 @@ def _plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplicates_
         annotations=annotations,
         support=support,
         export_roots=export_roots,
-        unfinished=[],
+        already_moved=already,
     )
 
 
@@ -590,6 +591,8 @@ def _plan_result(plan, dry_run):
         dst = mf.destination("<move_id>", r, e.kind, e.src, plan.labels)
         res.files.append(_file_dict(plan.roots, dup, e, dst, "planned"))
     res.skipped = [{"path": s["path"], "reason": s["reason"]} for s in plan.skipped]
+    if plan.already_moved:
+        res.messages.append(f"{plan.already_moved} duplicate(s) are already in {dup} (moved earlier)")
     moved = {}
     for e in plan.files:
         if e.kind == "image":
@@ -806,6 +809,7 @@ def _ensure_writable_dir(dup):
         parent = os.path.dirname(parent)
     try:
         os.makedirs(os.path.join(dup, mf.STATE_DIR), exist_ok=True)
+        _check_state_dir(dup)
         probe = os.path.join(dup, mf.STATE_DIR, f".probe-{os.getpid()}")
         with open(probe, "wb"):
             pass
@@ -815,6 +819,14 @@ def _ensure_writable_dir(dup):
             f"Cannot write to the duplicates folder {dup}: {e.strerror or e}"
         ) from None
     return created
+
+
+def _check_state_dir(dup):
+    """The hidden state folder must be a real folder of the duplicates
+    folder: locks and backups are written there."""
+    state = os.path.join(dup, mf.STATE_DIR)
+    if os.path.islink(state) or (os.path.lexists(state) and not os.path.isdir(state)):
+        raise ValueError(f"{state} is not a folder (a symbolic link?); remove it and try again")
 
 
 def _remove_created(dup, created):
@@ -1527,6 +1539,7 @@ def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None,
         for m in todo:
             _restore_one(m, dup, trusted_roots, True, progress, result)
         return result
+    _check_state_dir(dup)
     with locks.hold([_dir_lock(dup)]):
         for m in todo:
             m = mf.read_manifest(m.path)  # as it is now that the lock is held
@@ -1704,7 +1717,19 @@ def _restore_database(m, dup, dataset):
     ids = list(docs)
     present = set(dataset.select(ids).values("id"))
     if m.on_samples == "keep":
-        back = [sid for sid in ids if sid in present]
+        owner = dict(zip(*dataset.values(["filepath", "id"])))
+        back = []
+        for sid in ids:
+            if sid not in present:
+                continue
+            other = owner.get(docs[sid][0]["filepath"])
+            if other is not None and other != sid:
+                logger.warning(
+                    "Sample %s keeps its moved filepath: sample %s of dataset '%s' now has %s",
+                    sid, other, dataset.name, docs[sid][0]["filepath"],
+                )
+                continue
+            back.append(sid)
         if back:
             dataset.set_values("filepath", {sid: docs[sid][0]["filepath"] for sid in back}, key_field="id")
             if m.tag:

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import socket
+import stat
 import tempfile
 
 logger = logging.getLogger(__name__)
@@ -30,9 +31,13 @@ def locks_dir():
     Returns:
         ``<tempdir>/fiftyone_dedup-locks-<uid>``
     """
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    uid = os.getuid() if hasattr(os, "getuid") else None
     path = os.path.join(tempfile.gettempdir(), f"fiftyone_dedup-locks-{uid}")
     os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    # a shared temporary folder: refuse one that another user planted
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid):
+        raise LockError(f"The lock folder {path} is not a folder of this user; remove it")
     return path
 
 
@@ -67,10 +72,17 @@ class FileLock:
         """Takes the lock.
 
         Raises:
-            LockError: if another run holds it, naming that run
-            OSError: if the lock file cannot be created
+            LockError: if another run holds it, naming that run, or the
+                lock file cannot be used (a symbolic link, unwritable)
         """
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # never through a symbolic link: the file is truncated below
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise LockError(
+                f"Cannot use the lock file {self.path} of {self.what}: "
+                f"{e.strerror} (it must be a plain file; remove it)"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

@@ -640,3 +640,26 @@ def test_bad_arguments_change_nothing(tmp_path, names):
     with pytest.raises(ValueError, match="not found"):
         actions.restore(str(tmp_path / "nowhere"))
     assert not os.path.exists(tmp_path / "dups")
+
+
+def test_planted_symlinks_for_locks_and_backups_are_refused(tmp_path, names):
+    root = str(tmp_path / "ds")
+    _plain_folder(root)
+    ds = _load(names, "planted", [root], data_dir=False, annotations=False)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    dup = tmp_path / "dups"
+    (dup / ".fiftyone_dedup").mkdir(parents=True)
+    os.symlink(victim, dup / ".fiftyone_dedup" / "lock")
+    with pytest.raises(locks.LockError, match="must be a plain file"):
+        actions.move_duplicates(ds, str(dup))
+    assert victim.read_text() == "precious"
+    shutil.rmtree(dup)
+    dup.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, dup / ".fiftyone_dedup")
+    with pytest.raises(ValueError, match="not a folder"):
+        actions.move_duplicates(ds, str(dup))
+    assert list(elsewhere.iterdir()) == []
+    assert len(ds.match_tags("moved")) == 0

@@ -200,7 +200,10 @@ def test_coco_dataset_moves_with_labels_and_restores(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Restored 2 image(s)" in out.stdout
     assert labeled.tree(root) == tree0
-    fo.load_dataset("cli-move").delete()
+    # the rerun had dropped the moved samples (their files were gone): back too
+    ds = fo.load_dataset("cli-move")
+    assert len(ds) == 6 and set(ds.values("filepath")) >= {os.path.join(root, c) for c in made["copies"]}
+    ds.delete()
 
 
 def test_drop_labels_and_dry_run_from_the_command_line(tmp_path):
