@@ -326,168 +326,220 @@ class _Plan:
     already_moved: int
 
 
+class _Samples:
+    """What the plan needs of every sample of the dataset, read once."""
+
+    def __init__(self, dataset, stamp_field):
+        has_source = dataset.has_sample_field(SOURCE_FIELD)
+        has_stamp = dataset.has_sample_field(stamp_field)
+        fields = ["id", "filepath"]
+        fields += [SOURCE_FIELD] if has_source else []
+        fields += [stamp_field] if has_stamp else []
+        values = dataset.values(fields)
+        self.ids, self.paths = values[0], values[1]
+        n = len(self.ids)
+        self.sources = values[2] if has_source else [None] * n
+        stamps = values[-1] if has_stamp else [None] * n
+        self.path_of = dict(zip(self.ids, self.paths))
+        self.source_of = dict(zip(self.ids, self.sources))
+        self.stamp_of = dict(zip(self.ids, stamps))
+        self.users = {}  # file -> the samples using it
+        for sid, p in zip(self.ids, self.paths):
+            self.users.setdefault(os.path.normpath(os.path.abspath(p)), []).append(sid)
+
+
+class _Roots:
+    """The dataset folders of the samples: the command line's folders, else
+    one folder for the rest (``root``, or their common folder)."""
+
+    def __init__(self, dataset, samples_index, duplicates_dir, root):
+        info = (dataset.info or {}).get("fiftyone_dedup") or {}
+        self.folder_dirs = [os.path.normpath(d) for d in info.get("dirs") or [] if isinstance(d, str)]
+        self.layouts = info.get("layouts") or {}
+        self.data_dir = bool(info.get("data_dir", True))
+        self._index = samples_index
+        self._dup = duplicates_dir
+        self._generic = None
+        if root is not None:
+            self._generic = os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(root))))
+            if not os.path.isdir(self._generic):
+                raise ValueError(f"root folder not found: {self._generic}")
+        self.roots = []
+        self._by_path = {}
+
+    def _generic_root(self):
+        if self._generic is None:
+            others = [
+                os.path.normpath(os.path.abspath(p))
+                for p, s in zip(self._index.paths, self._index.sources)
+                if s not in self.folder_dirs and not fileops.is_inside(p, self._dup)
+            ]
+            common = os.path.commonpath(others) if others else "/"
+            self._generic = os.path.dirname(common) if len(set(others)) == 1 else common
+        return self._generic
+
+    def index_for(self, source):
+        """The index of the root of a sample from folder ``source``."""
+        if isinstance(source, str) and source in self.folder_dirs:
+            path, layout, data_dir = source, self.layouts.get(source), self.data_dir
+        else:
+            path, layout, data_dir = self._generic_root(), None, True
+        if path not in self._by_path:
+            self._by_path[path] = len(self.roots)
+            self.roots.append(mf.Root(path=path, dest="", layout=layout, data_dir=data_dir))
+        return self._by_path[path]
+
+    def all_folders(self):
+        """Every dataset folder, used or not, to check the duplicates folder."""
+        return self.roots + [
+            mf.Root(path=d, dest="", layout=self.layouts.get(d), data_dir=self.data_dir)
+            for d in self.folder_dirs
+        ]
+
+
 def _plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplicates_dataset, root):
     dataset = samples._root_dataset
     config = core._require_run(samples, run_key)
+    index = _Samples(dataset, core.stamp_field(config.field))
+    roots = _Roots(dataset, index, duplicates_dir, root)
+    images, skipped, already = _plan_images(samples, run_key, config, index, roots, duplicates_dir)
+    _check_duplicates_dir(roots.all_folders(), duplicates_dir)
+    labels_files, label_skips = _plan_label_files(images, roots.roots, index)
+    label_fields = _label_fields(dataset)
+    annotations, support, export_roots = _plan_annotation_files(images, roots.roots, labels, label_fields)
+    taken = set()
+    for r in roots.roots:
+        r.dest = _dest_name(r.path, taken, duplicates_dir)
+        taken.add(r.dest)
+    ts = getattr(dataset.get_run_info(run_key), "timestamp", None)
+    return _Plan(
+        dataset=dataset,
+        duplicates_dir=duplicates_dir,
+        run_key=run_key,
+        run_timestamp=ts.isoformat() if hasattr(ts, "isoformat") else None,
+        labels=labels,
+        on_samples=on_samples,
+        tag=tag,
+        duplicates_dataset=duplicates_dataset,
+        label_fields=label_fields,
+        roots=roots.roots,
+        files=images + labels_files,
+        skipped=skipped + label_skips,
+        annotations=annotations,
+        support=support,
+        export_roots=export_roots,
+        already_moved=already,
+    )
+
+
+def _plan_images(samples, run_key, config, index, roots, duplicates_dir):
+    """The duplicates' files that can move, and why the others cannot."""
     group_f, role_f, kept_f, _ = core._output_fields(run_key, config.metric)
-    stamp_f = core.stamp_field(config.field)
-    has_source = dataset.has_sample_field(SOURCE_FIELD)
-    has_stamp = dataset.has_sample_field(stamp_f)
-
     view = samples.match(F(role_f) == core.ROLE_DUPLICATE)
-    fields = ["id", "filepath", group_f, kept_f]
-    fields += [SOURCE_FIELD] if has_source else []
-    fields += [stamp_f] if has_stamp else []
-    values = view.values(fields)
-    ids, paths, groups, kept_ids = values[:4]
-    sources = values[4] if has_source else [None] * len(ids)
-    stamps = values[-1] if has_stamp else [None] * len(ids)
-
-    # every sample's file, to find the kept files and files shared by samples
-    all_fields = ["id", "filepath"] + ([stamp_f] if has_stamp else [])
-    all_values = dataset.values(all_fields)
-    all_ids, all_paths = all_values[0], all_values[1]
-    all_stamps = all_values[2] if has_stamp else [None] * len(all_ids)
-    path_of = dict(zip(all_ids, all_paths))
-    stamp_of = dict(zip(all_ids, all_stamps))
-    users = {}
-    for sid, p in zip(all_ids, all_paths):
-        users.setdefault(os.path.normpath(os.path.abspath(p)), []).append(sid)
-
-    info = (dataset.info or {}).get("fiftyone_dedup") or {}
-    folder_dirs = [os.path.normpath(d) for d in info.get("dirs") or [] if isinstance(d, str)]
-    folder_layouts = info.get("layouts") or {}
-    folder_data_dir = bool(info.get("data_dir", True))
-
-    generic_root = None
-    if root is not None:
-        generic_root = os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(root))))
-        if not os.path.isdir(generic_root):
-            raise ValueError(f"root folder not found: {generic_root}")
-
-    def generic():
-        nonlocal generic_root
-        if generic_root is None:
-            others = [
-                os.path.normpath(os.path.abspath(p))
-                for p, s in zip(all_paths, _all_sources(dataset, has_source, len(all_ids)))
-                if s not in folder_dirs and not fileops.is_inside(p, duplicates_dir)
-            ]
-            common = os.path.commonpath(others) if others else "/"
-            generic_root = os.path.dirname(common) if len(set(others)) == 1 else common
-        return generic_root
-
-    roots, root_index = [], {}
-
-    def root_for(source):
-        if source in folder_dirs:
-            key = (source, folder_layouts.get(source), folder_data_dir)
-        else:
-            key = (generic(), None, True)
-        if key[0] not in root_index:
-            root_index[key[0]] = len(roots)
-            roots.append(mf.Root(path=key[0], dest="", layout=key[1], data_dir=key[2]))
-        return root_index[key[0]]
-
-    skipped, by_path, already = [], {}, 0
+    ids, groups, kept_ids = view.values(["id", group_f, kept_f])
     moving_ids = set(ids)
-    for sid, p, g, kid, src_dir, st in zip(ids, paths, groups, kept_ids, sources, stamps):
-        path = os.path.normpath(os.path.abspath(p))
-        reason = None
+    skipped, by_path, already = [], {}, 0
+    for sid, g, kid in zip(ids, groups, kept_ids):
+        path = os.path.normpath(os.path.abspath(index.path_of[sid]))
         if fileops.is_inside(path, duplicates_dir):
-            already += 1  # moved by an earlier move (samples kept)
+            already += 1  # moved by an earlier move that kept its samples
             continue
+        ri = roots.index_for(index.source_of.get(sid))
+        rpath = roots.roots[ri].path
+        rel = fileops.relpath_under(path, rpath)
+        reason = None
+        if rel is None:
+            reason = f"outside its dataset folder {rpath}"
         if reason is None:
-            ri = root_for(src_dir if isinstance(src_dir, str) else None)
-            rpath = roots[ri].path
-            rel = fileops.relpath_under(path, rpath)
-            if rel is None:
-                reason = f"outside its dataset folder {rpath}"
+            reason = _file_problem(path, rpath, _file_stamp(index.stamp_of.get(sid)))
         if reason is None:
-            reason = _file_problem(path, rpath, _file_stamp(st))
-        if reason is None:
-            staying = [u for u in users.get(path, []) if u not in moving_ids]
+            staying = [u for u in index.users.get(path, []) if u not in moving_ids]
             if staying:
                 reason = f"also the file of sample {staying[0]}, which stays"
         if reason is None:
-            kpath = path_of.get(kid)
-            if kpath is None:
-                reason = f"its kept sample {kid} is not in the dataset"
-            elif not os.path.isfile(kpath):
-                reason = f"its kept file {kpath} is missing"
-            elif _stamp_changed(kpath, _file_stamp(stamp_of.get(kid))):
-                reason = f"its kept file {kpath} changed since duplicates were found"
+            reason = _kept_problem(index, kid)
         if reason is not None:
             skipped.append({"path": path, "reason": reason, "sample_ids": [sid]})
             continue
         entry = by_path.get(path)
         if entry is None:
-            st_ = os.lstat(path)
-            entry = mf.FileEntry(
-                n=-1, kind="image", root=ri, src=rel, dst="", sha256="", size=st_.st_size,
-                mtime_ns=st_.st_mtime_ns, sample_ids=[], group=g, kept_id=kid,
-                kept_path=path_of.get(kid),
+            st = os.lstat(path)
+            entry = by_path[path] = mf.FileEntry(
+                n=-1, kind="image", root=ri, src=rel, dst="", sha256="", size=st.st_size,
+                mtime_ns=st.st_mtime_ns, sample_ids=[], group=g, kept_id=kid,
+                kept_path=index.path_of.get(kid),
             )
-            by_path[path] = entry
         entry.sample_ids.append(sid)
+    return sorted(by_path.values(), key=lambda e: (e.root, e.src)), skipped, already
 
-    images = sorted(by_path.values(), key=lambda e: (e.root, e.src))
-    folder_roots = [
-        mf.Root(path=d, dest="", layout=folder_layouts.get(d), data_dir=folder_data_dir)
-        for d in folder_dirs
-    ]
-    _check_duplicates_dir(roots + folder_roots, duplicates_dir)
 
-    # per-image annotation files that travel with their image
-    files = list(images)
-    moving_by_root = {}
+def _kept_problem(index, kept_id):
+    """Why a group's kept file cannot vouch for its duplicates, or None."""
+    kpath = index.path_of.get(kept_id)
+    if kpath is None:
+        return f"its kept sample {kept_id} is not in the dataset"
+    if not os.path.isfile(kpath):
+        return f"its kept file {kpath} is missing"
+    if _stamp_changed(kpath, _file_stamp(index.stamp_of.get(kept_id))):
+        return f"its kept file {kpath} changed since duplicates were found"
+    return None
+
+
+def _plan_label_files(images, roots, index):
+    """The per-image annotation files that travel with their images; one
+    that an image which stays also uses stays."""
+    moving = {}
     for e in images:
-        moving_by_root.setdefault(e.root, set()).add(e.src)
-    label_users = {}
+        moving.setdefault(e.root, set()).add(e.src)
+    users = {}
     for ri, r in enumerate(roots):
         handler = annots.get_layout(r.layout)
-        if handler is None or not handler.has_label_files or ri not in moving_by_root:
+        if handler is None or not handler.has_label_files or ri not in moving:
             continue
-        counts = {}
-        for p in all_paths:
+        users[ri] = {}
+        for p in index.paths:
             rel = fileops.relpath_under(os.path.abspath(p), r.path)
             if rel is not None:
                 for lrel in handler.label_files(rel, r.data_dir):
-                    counts.setdefault(lrel, []).append(rel)
-        label_users[ri] = counts
-    seen_labels = set()
+                    users[ri].setdefault(lrel, []).append(rel)
+    files, skipped, seen = [], [], set()
     for e in images:
         r = roots[e.root]
-        handler = annots.get_layout(r.layout)
-        if handler is None:
+        if e.root not in users:
             continue
-        for lrel in handler.label_files(e.src, r.data_dir):
-            key = (e.root, lrel)
+        for lrel in annots.get_layout(r.layout).label_files(e.src, r.data_dir):
             lpath = os.path.join(r.path, *lrel.split("/"))
-            if key in seen_labels or not os.path.lexists(lpath):
+            if (e.root, lrel) in seen or not os.path.lexists(lpath):
                 continue
-            seen_labels.add(key)
-            others = [u for u in label_users.get(e.root, {}).get(lrel, []) if u not in moving_by_root[e.root]]
+            seen.add((e.root, lrel))
+            others = [u for u in users[e.root].get(lrel, []) if u not in moving[e.root]]
             problem = _file_problem(lpath, r.path, None)
             if others:
                 problem = f"also the annotation file of {others[0]}, which stays"
             if problem:
                 skipped.append({"path": lpath, "reason": problem, "sample_ids": list(e.sample_ids)})
                 continue
-            st_ = os.lstat(lpath)
+            st = os.lstat(lpath)
             files.append(
                 mf.FileEntry(
                     n=-1, kind="label", root=e.root, src=lrel, dst="", sha256="",
-                    size=st_.st_size, mtime_ns=st_.st_mtime_ns, sample_ids=list(e.sample_ids),
+                    size=st.st_size, mtime_ns=st.st_mtime_ns, sample_ids=list(e.sample_ids),
                     group=e.group, kept_id=e.kept_id, kept_path=e.kept_path,
                 )
             )
+    return files, skipped
 
-    # shared annotation files to split, support files, FiftyOne exports
+
+def _plan_annotation_files(images, roots, labels, label_fields):
+    """The shared annotation files to split (each checked to split now,
+    before anything changes), the support files to copy, and the roots
+    whose moved samples are exported as a FiftyOne dataset."""
+    moving = {}
+    for e in images:
+        moving.setdefault(e.root, set()).add(e.src)
     annotations, support, export_roots = [], [], []
-    label_fields = _label_fields(dataset)
     for ri, r in enumerate(roots):
-        if ri not in moving_by_root:
+        if ri not in moving:
             continue
         handler = annots.get_layout(r.layout)
         if handler is None:
@@ -500,44 +552,13 @@ def _plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplicates_
             if problem:
                 raise ValueError(f"Cannot rewrite the annotation file {path}: {problem}")
             try:
-                handler.split(rel, fileops.read_bytes(path), moving_by_root[ri], r.path, r.data_dir)
+                handler.split(rel, fileops.read_bytes(path), moving[ri], r.path, r.data_dir)
             except (annots.AnnotationError, OSError) as e:
                 raise ValueError(f"Cannot split the annotation file {path}: {e}") from None
             annotations.append((ri, rel))
         if labels == "keep":
             support.extend((ri, rel) for rel in handler.support_files(r.path))
-
-    taken = set()
-    for r in roots:
-        r.dest = _dest_name(r.path, taken, duplicates_dir)
-        taken.add(r.dest)
-
-    run_info = dataset.get_run_info(run_key)
-    ts = getattr(run_info, "timestamp", None)
-    return _Plan(
-        dataset=dataset,
-        duplicates_dir=duplicates_dir,
-        run_key=run_key,
-        run_timestamp=ts.isoformat() if hasattr(ts, "isoformat") else None,
-        labels=labels,
-        on_samples=on_samples,
-        tag=tag,
-        duplicates_dataset=duplicates_dataset,
-        label_fields=label_fields,
-        roots=roots,
-        files=files,
-        skipped=skipped,
-        annotations=annotations,
-        support=support,
-        export_roots=export_roots,
-        already_moved=already,
-    )
-
-
-def _all_sources(dataset, has_source, n):
-    if has_source:
-        return dataset.values(SOURCE_FIELD)
-    return [None] * n
+    return annotations, support, export_roots
 
 
 def _file_problem(path, root, stamp):

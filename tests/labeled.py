@@ -121,16 +121,6 @@ def snapshot(dataset):
     return out
 
 
-def label_count(dataset, field):
-    """The number of labels in a detections or classification field."""
-    schema = dataset.get_field_schema()
-    if field not in schema:
-        return 0
-    if dataset.count(f"{field}.detections") if "Detections" in str(schema[field]) else 0:
-        return dataset.count(f"{field}.detections")
-    return dataset.count(field)
-
-
 def load_layout(directory, layout, data_dir=True):
     """Loads a dataset folder with FiftyOne's importer (a temporary
     dataset; delete it when done)."""

@@ -205,7 +205,7 @@ def test_files_of_the_same_name_from_two_folders_never_collide(tmp_path, names):
 
 def test_changed_removed_and_kept_missing_are_not_moved(tmp_path, names):
     root = str(tmp_path / "plain")
-    made = _plain_folder(root, num_originals=5, num_copies=4)
+    _plain_folder(root, num_originals=5, num_copies=4)
     ds = _load(names, "changed", [root], data_dir=False, annotations=False)
     groups = core.get_groups(ds)
     assert len(groups) == 4
@@ -222,7 +222,6 @@ def test_changed_removed_and_kept_missing_are_not_moved(tmp_path, names):
     assert "kept file" in reasons[kept_gone] and "missing" in reasons[kept_gone]
     assert result.num_moved == 1 and not os.path.exists(fine)
     assert fileops.sha256_file(changed) == edited and os.path.exists(kept_gone)
-    del made
 
 
 def test_a_file_another_sample_keeps_is_not_moved(tmp_path, names):
@@ -244,7 +243,7 @@ def test_a_file_another_sample_keeps_is_not_moved(tmp_path, names):
 
 def test_duplicates_folder_inside_the_dataset(tmp_path, names):
     root = str(tmp_path / "coco")
-    made = labeled.make_labeled_folder(root, "coco")
+    labeled.make_labeled_folder(root, "coco")
     ds = _load(names, "inside", [root])
     # inside the images folder of a labeled dataset: refused before any change
     tree0 = labeled.tree(root)
@@ -263,7 +262,6 @@ def test_duplicates_folder_inside_the_dataset(tmp_path, names):
     src = labeled.load_layout(root, "coco")
     assert len(src) == 4
     src.delete()
-    del made
 
 
 def test_move_to_another_file_system_and_back(tmp_path, names):
