@@ -771,6 +771,8 @@ def move_duplicates(
     elif duplicates_dataset is not None:
         raise ValueError("duplicates_dataset is only used with on_samples='dataset'")
 
+    # another process (the App, the command line) may have recorded moves
+    dataset.reload()
     if dry_run:
         plan = _plan(samples, dup, run_key, labels, on_samples, tag, duplicates_dataset, root)
         result = _plan_result(plan, dry_run=True)
@@ -781,6 +783,7 @@ def move_duplicates(
                 continue
             if m.state in ("planning", "moving") and m.dataset == dataset.name:
                 result.messages.append(f"the unfinished move {m.move_id} would be finished first")
+        result.messages.extend(_unfinished_elsewhere(dataset, dup))
         logger.info("%s", result.format())
         return result
 
@@ -808,6 +811,7 @@ def _move_locked(samples, dataset, dup, run_key, labels, on_samples, tag, duplic
         with locks.hold(folder_locks):
             result = _plan_result(plan, dry_run=False)
             result.resumed = resumed
+            result.messages.extend(_unfinished_elsewhere(dataset, dup))
             result.files = []
             result.annotations = []
             m = _prepare(plan, result, progress)
@@ -870,6 +874,26 @@ def _dataset_lock(dataset):
 
 def _folder_lock(path):
     return locks.FileLock(locks.keyed_lock_path("folder", os.path.realpath(path)), f"the folder {path}")
+
+
+def _unfinished_elsewhere(dataset, dup):
+    """Notes on unfinished moves of this dataset in other duplicates
+    folders (their files are skipped here, never moved twice)."""
+    notes = []
+    records = (dataset.info or {}).get(INFO_KEY) or {}
+    for move_id, record in sorted(records.items()):
+        if not isinstance(record, dict) or record.get("restored"):
+            continue
+        other = record.get("duplicates_dir")
+        if not isinstance(other, str) or other == dup:
+            continue
+        path = mf.manifest_path(other, move_id)
+        if os.path.isfile(path) and _state_of(path) in ("planning", "moving"):
+            notes.append(
+                f"the move {move_id} into {other} is unfinished: move into "
+                f"{other} again to finish it, or restore it"
+            )
+    return notes
 
 
 def _unfinished(dup, dataset_name):
@@ -957,7 +981,13 @@ def _prepare(plan, result, progress):
         backup = mf.samples_backup(move_id)
         sha, count = _backup_samples(dataset, sorted(image_ids), os.path.join(dup, *backup.split("/")))
         journal.append({"type": "samples", "backup": backup, "sha256": sha, "count": count})
-        _record_move(dataset, m, dup)
+        try:
+            _record_move(dataset, m, dup)
+        except Exception as e:  # noqa: BLE001 - database errors vary (pymongo)
+            raise RuntimeError(
+                f"The database could not be reached while recording the move "
+                f"({type(e).__name__}); nothing was moved. Run the same command again"
+            ) from e
         journal.append({"type": "planned", "num_files": len(files), "num_annotations": len(plan.annotations)}, sync=True)
     m = mf.read_manifest(m.path)
     if m.problems or not m.planned:
@@ -1471,6 +1501,7 @@ def resume_moves(duplicates_dir, dataset_name=None, progress=None):
                 )
                 continue
             dataset = fo.load_dataset(m.dataset)
+            dataset.reload()
             with locks.hold([_dataset_lock(dataset)] + [_folder_lock(r.path) for r in m.roots]):
                 out.append(_finish(m, dup, dataset, progress, MoveResult(dup, False, m.labels, m.on_samples)))
     return out
@@ -1578,6 +1609,8 @@ def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None,
 
 def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
     dataset = fo.load_dataset(m.dataset) if fo.dataset_exists(m.dataset) else None
+    if dataset is not None:
+        dataset.reload()  # its move records may come from another process
     summary = {"move_id": m.move_id, "dataset": m.dataset, "num_restored": 0, "num_skipped": 0, "error": None}
     result.moves.append(summary)
     if m.problems:

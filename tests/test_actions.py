@@ -412,6 +412,11 @@ def test_two_runs_at_once_are_refused_and_a_kill_is_finished_later(tmp_path, nam
         proc.kill()  # SIGKILL mid-move
         proc.wait()
     assert [m["state"] for m in actions.list_moves(dup)] == ["moving"]
+    # elsewhere, the unfinished move is pointed out
+    plan = actions.move_duplicates(ds, str(tmp_path / "elsewhere"), dry_run=True)
+    assert any(f"into {dup} is unfinished" in msg for msg in plan.messages)
+    dry = actions.move_duplicates(ds, dup, dry_run=True)
+    assert any("would be finished first" in msg for msg in dry.messages)
     result = actions.move_duplicates(ds, dup)
     assert len(result.resumed) == 1
     assert [m["state"] for m in actions.list_moves(dup)] == ["moved"]
