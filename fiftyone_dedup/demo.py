@@ -7,14 +7,12 @@ near-duplicates (resized, re-encoded, brightened, cropped, copied), and runs
 the whole command-line flow on it.
 """
 
-import argparse
 import importlib.util
 import json
 import logging
 import os
 import shutil
 
-import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 logger = logging.getLogger(__name__)
