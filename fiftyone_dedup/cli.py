@@ -40,7 +40,7 @@ def _encoder_names():
 def build_parser():
     """The argument parser of the main command."""
     from fiftyone_dedup import encoders
-    from fiftyone_dedup import keep
+    from fiftyone_dedup import grouping
 
     p = _Parser(
         prog=PROG,
@@ -105,9 +105,47 @@ def build_parser():
         "(default: a name derived from the folders; reused on the next run)",
     )
     p.add_argument(
-        "--keep", default="first", choices=keep.POLICIES,
-        help="which member of each group is kept (default: first, in "
-        "folder then file-name order)",
+        "--keep", default="first", metavar="POLICY",
+        help="which member of each group is kept: first (folder order as "
+        "given, then file name; the default), largest_resolution, "
+        "largest_file, most_labels, oldest, newest, priority (see "
+        "--priority), max:FIELD or min:FIELD (a numeric sample field)",
+    )
+    p.add_argument(
+        "--priority", nargs="+", metavar="DIR",
+        help="keep images from these folders first, in this order (implies "
+        "--keep priority); e.g. the reference set",
+    )
+    p.add_argument(
+        "--grouping", default="near", choices=grouping.METHODS,
+        help="near (default): each group is a kept image and its near "
+        "matches; components: whole chains of near matches, split by the "
+        "guard; dbscan: scikit-learn DBSCAN (eps from the threshold), split "
+        "by the guard",
+    )
+    p.add_argument(
+        "--guard", default="kept", choices=grouping.GUARDS,
+        help="the guard against chaining: kept (default; every duplicate "
+        "within the threshold of its kept image) or complete (every two "
+        "members of a group within it)",
+    )
+    p.add_argument(
+        "--guard_threshold", metavar="T",
+        help="the guard's threshold (default: --threshold; may not be looser)",
+    )
+    p.add_argument(
+        "--min_samples", type=int, default=1, metavar="N",
+        help="DBSCAN's min_samples (default 1, as in the seed's notebook)",
+    )
+    p.add_argument(
+        "--invariance", choices=("flip", "rotation", "dihedral"),
+        help="also match mirrored (flip), 90/180/270-degree rotated "
+        "(rotation) or both (dihedral) copies; hash encoders; off by default",
+    )
+    p.add_argument(
+        "--histogram", metavar="PNG",
+        help="write a histogram of the match distances near the threshold "
+        "as a PNG, to help choose a threshold",
     )
     p.add_argument(
         "--run_key", default="dedup", metavar="KEY",
@@ -149,6 +187,15 @@ def _parse_threshold(spec, text):
         raise UsageError(f"--threshold: {e}") from None
 
 
+def _priority_dirs(args):
+    if not args.priority:
+        return None
+    base = os.path.expanduser(args.root) if args.root else ""
+    return [
+        os.path.abspath(os.path.join(base, os.path.expanduser(d))) for d in args.priority
+    ]
+
+
 def validate_args(args):
     """Checks arguments before any work; returns what the run needs.
 
@@ -157,12 +204,32 @@ def validate_args(args):
     """
     from fiftyone_dedup import encoders
     from fiftyone_dedup import folders
+    from fiftyone_dedup import keep
 
     try:
         spec = encoders.get_encoder(args.encoder)
     except ValueError as e:
         raise UsageError(f"--encoder: {e}") from None
     threshold = _parse_threshold(spec, args.threshold)
+    if args.guard_threshold is not None:
+        args.guard_threshold = _parse_threshold(spec, args.guard_threshold)
+        g = args.guard_threshold
+        if (g < threshold) if spec.similarity else (g > threshold):
+            raise UsageError(
+                f"--guard_threshold ({g}) must not be looser than --threshold ({threshold})"
+            )
+    if args.priority and args.keep == "first":
+        args.keep = "priority"
+    try:
+        keep.validate_keep(args.keep, _priority_dirs(args))
+    except ValueError as e:
+        raise UsageError(f"--keep: {e}") from None
+    if args.min_samples < 1:
+        raise UsageError(f"--min_samples must be 1 or more, got {args.min_samples}")
+    if args.invariance and not spec.is_hash:
+        raise UsageError("--invariance works with the hash encoders (DHash, PHash, AHash, WHash)")
+    if args.histogram and os.path.isdir(args.histogram):
+        raise UsageError(f"--histogram is a folder, expected a .png path: {args.histogram}")
     if args.num_workers is not None and args.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {args.num_workers}")
     if not args.run_key.isidentifier():
@@ -215,18 +282,29 @@ def run(args):
                 folders.images_dir(d, not args.no_data_dir) for d in dirs
             )
         )
-    view = dataset.sort_by([(folders.SOURCE_FIELD, 1), ("filepath", 1)])
+    view = folders.folder_order_view(dataset, dirs)
     results = core.find_duplicates(
         view,
         threshold=threshold,
         encoder=spec.name,
         run_key=args.run_key,
         keep=args.keep,
+        priority=_priority_dirs(args),
+        grouping=args.grouping,
+        guard=args.guard,
+        guard_threshold=args.guard_threshold,
+        min_samples=args.min_samples,
         exact=args.exact,
         num_workers=args.num_workers,
+        invariance=args.invariance,
         progress=progress,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
+    if args.histogram and results.histogram:
+        from fiftyone_dedup import review
+
+        review.save_histogram_png(results.histogram, args.histogram)
+        rep["histogram_png"] = os.path.abspath(args.histogram)
     if args.report:
         folders.write_json(args.report, rep)
     print(f"\n{PROG}: done\n" + report_mod.summary_table(rep))
@@ -238,6 +316,8 @@ def run(args):
             print(f"  ... and {len(rep['failed']) - 10} more (see --report)")
     if args.report:
         print(f"\nReport: {os.path.abspath(args.report)}")
+    if rep.get("histogram_png"):
+        print(f"Histogram of match distances: {rep['histogram_png']}")
     print(f"Review in the App: fiftyone app launch '{dataset.name}'")
     return rep
 

@@ -28,6 +28,9 @@ IMAGE_EXTENSIONS = frozenset(
 #: the sample field naming the folder a sample came from
 SOURCE_FIELD = "source_dir"
 
+#: the sample field holding the rank of the sample's folder in ``-d``
+ORDER_FIELD = "source_order"
+
 #: the label field annotations load into
 LABEL_FIELD = "ground_truth"
 
@@ -278,6 +281,29 @@ def load_folders(
         name, len(dataset), len(new), len(gone),
     )
     return dataset, {d: (layout.name if layout else None) for d, layout, _ in plans}
+
+
+def folder_order_view(dataset, dirs):
+    """The dataset's samples in folder order (as given), then by file path:
+    the order the ``"first"`` keep policy follows.
+
+    Args:
+        dataset: a dataset from :func:`load_folders`
+        dirs: the folders, in the order given
+
+    Returns:
+        a ``DatasetView``
+    """
+    rank = {d: i for i, d in enumerate(dirs)}
+    ids, sources = dataset.values(["id", SOURCE_FIELD])
+    if not dataset.has_sample_field(ORDER_FIELD):
+        dataset.add_sample_field(ORDER_FIELD, fo.IntField)
+    dataset.set_values(
+        ORDER_FIELD,
+        {i: rank.get(s, len(rank)) for i, s in zip(ids, sources)},
+        key_field="id",
+    )
+    return dataset.sort_by([(ORDER_FIELD, 1), ("filepath", 1)])
 
 
 def write_json(path, obj):

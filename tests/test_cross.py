@@ -1,5 +1,7 @@
 """Across datasets, grouping choices and chain guards, on a real database."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import ImageOps
@@ -291,3 +293,59 @@ def test_flip_invariance_matches_mirrored_copies(tmp_path):
         assert ds.one(F("filepath") == rot)["dihedral_role"] == "duplicate"
     finally:
         ds.delete()
+
+
+def test_cross_operator_query_and_union(split, two):
+    import fiftyone.operators as foo
+
+    ref, query = two
+    op = foo.get_operator("@fiftyone_dedup/dedup/find_cross_duplicates")
+    summary = op(query, [ref.name], mode="query", threshold=10)
+    assert summary["num_cross"] == len(split["cross"])
+    assert len(query.match(F("dedup_role") == "duplicate")) == len(split["cross"])
+    assert len(ref.match(F("dedup_role") == "duplicate")) == 0
+    summary = op(query, [ref.name], mode="union", run_key="all")
+    expected = len(split["cross"]) + len(split["ref_pairs"]) + len(split["query_pairs"])
+    assert summary["num_duplicates"] == expected
+    with pytest.raises(Exception, match="Unknown dataset"):
+        op(query, ["no-such-dataset"])
+
+
+def test_histogram_operator_returns_the_plot_data(split, two):
+    import fiftyone.operators as foo
+
+    ref, _ = two
+    r = fod.find_duplicates(ref, threshold=10)
+    result = foo.execute_operator(
+        "@fiftyone_dedup/dedup/show_distance_histogram", dict(dataset=ref),
+        params={"run_key": "dedup"},
+    )
+    assert result.result["histogram"] == r.histogram
+    assert "duplicate(s)" in result.result["summary"]
+
+
+def test_cli_grouping_guard_and_histogram(split, tmp_path):
+    import json
+
+    report, png = tmp_path / "r.json", tmp_path / "h.png"
+    ref_dir = os.path.dirname(split["ref"][0])
+    query_dir = os.path.dirname(split["query"][0])
+    out = helpers.run_cli(
+        "-d", ref_dir, query_dir, "--no_data_dir", "--no_annot", "--grouping",
+        "dbscan", "--guard", "complete", "--histogram", png, "--report", report,
+        "--dataset", "cli-grouping",
+    )
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(report.read_text())
+    assert rep["histogram_png"] == str(png)
+    with open(png, "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+    pairs = {frozenset([g["keep"], d]) for g in rep["groups"] for d in g["duplicates"]}
+    for a, b in split["cross"] + split["ref_pairs"] + split["query_pairs"]:
+        assert frozenset([a, b]) in pairs
+    assert rep["summary"]["num_cross"] == len(split["cross"])
+    ds = fo.load_dataset("cli-grouping")
+    assert ds.get_run_info("dedup").config.grouping == "dbscan"
+    ds.delete()
+    bad = helpers.run_cli("-d", ref_dir, "--no_data_dir", "--no_annot", "--guard_threshold", "30")
+    assert bad.returncode == 2 and "must not be looser" in bad.stderr

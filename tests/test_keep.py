@@ -140,3 +140,44 @@ def test_bad_keep_policies(group, kwargs, message):
         assert ds.list_runs() == []
     finally:
         ds.delete()
+
+
+@pytest.mark.parametrize("policy", ["largest_resolution", "max:score", "priority"])
+def test_operator_keep_policy_chooses_expected(group, policy):
+    import fiftyone.operators as foo
+
+    ds = make_dataset(group)
+    try:
+        op = foo.get_operator("@fiftyone_dedup/dedup/find_duplicates")
+        priority = [os.path.join(group["dir"], "preferred")] if policy == "priority" else None
+        summary = op(ds, threshold=10, keep=policy, priority=priority)
+        assert summary["num_groups"] == 1
+        assert _kept(ds, "dedup") == [group["expected"][policy]]
+    finally:
+        ds.delete()
+
+
+@pytest.mark.parametrize(
+    "args, policy",
+    [
+        ([], "first"),
+        (["--keep", "largest_resolution"], "largest_resolution"),
+        (["--keep", "largest_file"], "largest_file"),
+        (["--keep", "oldest"], "oldest"),
+        (["--keep", "newest"], "newest"),
+        (["--priority", "preferred"], "priority"),
+    ],
+)
+def test_cli_keep_policy_chooses_expected(group, tmp_path, args, policy):
+    import json
+
+    report = tmp_path / "r.json"
+    # --priority folders are relative to --root, like --dirs
+    out = helpers.run_cli(
+        "-r", group["dir"], "-d", ".", "--no_data_dir", "--no_annot",
+        "--report", report, "--dataset", "cli-keep", *args,
+    )
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(report.read_text())
+    assert [g["keep"] for g in rep["groups"]] == [group["expected"][policy]]
+    assert len(rep["groups"][0]["duplicates"]) == len(group["paths"]) - 1

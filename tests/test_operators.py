@@ -17,7 +17,9 @@ from fiftyone_dedup.operators import PLUGIN_NAME
 
 import helpers
 
-OPERATORS = ("compute_hashes", "find_duplicates", "show_duplicates", "clear_duplicates")
+from fiftyone_dedup.operators import OPERATORS as OPERATOR_CLASSES
+
+OPERATORS = tuple(cls().config.name for cls in OPERATOR_CLASSES)
 
 
 def uri(name):
