@@ -59,7 +59,7 @@ def build_parser():
         ),
     )
     p.add_argument(
-        "-d", "--dirs", nargs="+", metavar="DIR", required=True,
+        "-d", "--dirs", nargs="+", metavar="DIR",
         help="the datasets to process; with several, duplicates are found "
         "within and across them (cross duplicates)",
     )
@@ -76,6 +76,42 @@ def build_parser():
         help="hashes: maximum Hamming distance in bits (0-64, default 10); "
         f"CNN: {encoders.CNN_HELP} (default "
         f"{encoders.ENCODERS['cnn'].default_threshold})",
+    )
+    p.add_argument(
+        "--encodings_in", nargs="+", metavar="F",
+        help="load encodings from JSON files (.json may be omitted), one per "
+        "dataset in the order of --dirs (or matched by the folder they "
+        "record), merged; ours or imagededup's {filename: encoding} files. "
+        "Entries of changed or missing files are recomputed or dropped",
+    )
+    p.add_argument(
+        "--encodings_out", metavar="F",
+        help="save the (merged) encodings to a JSON file (.json may be omitted)",
+    )
+    p.add_argument(
+        "--encodings_format", choices=("fiftyone", "imagededup"), default="fiftyone",
+        help="the --encodings_out format: fiftyone (default; datasets kept "
+        "apart, with what made them) or imagededup ({filename: encoding}, "
+        "loadable by imagededup's find_duplicates(encoding_map=...))",
+    )
+    p.add_argument(
+        "--encodings_only", action="store_true",
+        help="stop after loading/computing and saving encodings; with "
+        "--encodings_in and no --dirs, just merge the files",
+    )
+    p.add_argument(
+        "--display_duplicates", action="store_true",
+        help="show the duplicates found (and the cross duplicates): list them "
+        "and write a PNG contact sheet per group and an HTML page",
+    )
+    p.add_argument(
+        "--display_dir", default="duplicates_display", metavar="DIR",
+        help="where --display_duplicates writes (default: ./duplicates_display)",
+    )
+    p.add_argument(
+        "--app", action="store_true",
+        help="open the FiftyOne App on the duplicates (until you close it "
+        "with Ctrl-C)",
     )
     p.add_argument(
         "--dry_run", action="store_true",
@@ -164,6 +200,22 @@ def build_parser():
     return p
 
 
+def _read_encodings(args, spec):
+    from fiftyone_dedup import encodings_io
+
+    if not args.encodings_in:
+        return None
+    try:
+        loaded = [encodings_io.read(p) for p in args.encodings_in]
+        merged = encodings_io.merge(loaded)
+        encodings_io.check_compatible(
+            merged, spec, path=", ".join(args.encodings_in)
+        )
+    except encodings_io.EncodingsFileError as e:
+        raise UsageError(f"--encodings_in: {e}") from None
+    return merged
+
+
 def _resolve_dirs(args):
     dirs = args.dirs
     if args.root:
@@ -236,11 +288,21 @@ def validate_args(args):
         raise UsageError(
             f"--run_key must be letters, digits and underscores, got {args.run_key!r}"
         )
-    dirs = _resolve_dirs(args)
+    if not args.dirs and not (args.encodings_in and args.encodings_only):
+        raise UsageError(
+            "the following arguments are required: -d/--dirs (or "
+            "--encodings_in with --encodings_only)"
+        )
+    if args.encodings_only and not (args.encodings_out or args.dirs):
+        raise UsageError("--encodings_only needs --encodings_out or --dirs to keep them")
+    if args.encodings_only and args.encodings_in and not args.dirs and not args.encodings_out:
+        raise UsageError("--encodings_only with no --dirs needs --encodings_out")
+    dirs = _resolve_dirs(args) if args.dirs else []
     try:
         dirs = folders.check_dirs(dirs, data_dir=not args.no_data_dir)
     except folders.FolderError as e:
         raise UsageError(str(e)) from None
+    args.encodings = _read_encodings(args, spec)
     if args.report:
         parent = os.path.dirname(os.path.abspath(args.report)) or "."
         if os.path.isdir(args.report):
@@ -261,28 +323,22 @@ def run(args):
     spec, threshold, dirs = validate_args(args)
 
     from fiftyone_dedup import core
-    from fiftyone_dedup import folders
     from fiftyone_dedup import report as report_mod
 
     if not args.verbose:
         # FiftyOne sets its own log level when imported
         logging.getLogger("fiftyone").setLevel(logging.WARNING)
     progress = False if args.quiet else True
-    dataset, _ = folders.load_folders(
-        dirs,
-        name=args.dataset,
-        data_dir=not args.no_data_dir,
-        annotations=not args.no_annot,
-        dataset_type=args.dataset_type,
-        progress=progress,
-    )
-    if len(dataset) == 0:
-        raise folders.FolderError(
-            "No images found in " + ", ".join(
-                folders.images_dir(d, not args.no_data_dir) for d in dirs
-            )
-        )
-    view = folders.folder_order_view(dataset, dirs)
+    if args.encodings_only and not dirs:
+        return _merge_only(args)
+
+    dataset, view = _load(args, dirs, progress)
+    field = spec.default_field
+    if args.encodings is not None:
+        _import_encodings(args, dataset, dirs, spec, field)
+    if args.encodings_only:
+        return _encodings_only(args, view, dataset, dirs, spec, field, progress)
+
     results = core.find_duplicates(
         view,
         threshold=threshold,
@@ -300,13 +356,82 @@ def run(args):
         progress=progress,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
+    if args.encodings_out:
+        rep["encodings_out"] = _write_encodings(args, dataset, dirs, spec, field)
     if args.histogram and results.histogram:
         from fiftyone_dedup import review
 
         review.save_histogram_png(results.histogram, args.histogram)
         rep["histogram_png"] = os.path.abspath(args.histogram)
+    if args.display_duplicates:
+        _display(args, rep, progress)
     if args.report:
+        from fiftyone_dedup import folders
+
         folders.write_json(args.report, rep)
+    _print_summary(args, rep, dataset)
+    if args.app:
+        _open_app(results)
+    return rep
+
+
+def _load(args, dirs, progress):
+    from fiftyone_dedup import folders
+
+    dataset, _ = folders.load_folders(
+        dirs,
+        name=args.dataset,
+        data_dir=not args.no_data_dir,
+        annotations=not args.no_annot,
+        dataset_type=args.dataset_type,
+        progress=progress,
+    )
+    if len(dataset) == 0:
+        raise folders.FolderError(
+            "No images found in " + ", ".join(
+                folders.images_dir(d, not args.no_data_dir) for d in dirs
+            )
+        )
+    return dataset, folders.folder_order_view(dataset, dirs)
+
+
+def _import_encodings(args, dataset, dirs, spec, field):
+    from fiftyone_dedup import core
+    from fiftyone_dedup import encodings_db
+
+    if args.invariance:
+        logger.info("--invariance: encodings from files are recomputed with their variants")
+        return None
+    return encodings_db.import_encodings(
+        dataset, args.encodings, dirs, not args.no_data_dir, field,
+        core.hash_settings(spec.name, exact=args.exact),
+    )
+
+
+def _encodings_only(args, view, dataset, dirs, spec, field, progress):
+    from fiftyone_dedup import core
+
+    report = core.compute_encodings(
+        view, encoder=spec, field=field, progress=progress,
+        **core._encode_kwargs(
+            spec, exact=args.exact, num_workers=args.num_workers,
+            invariance=args.invariance,
+        ),
+    )
+    path = _write_encodings(args, dataset, dirs, spec, field)
+    print(
+        f"\n{PROG}: encodings of {report.num_samples} image(s) "
+        f"({report.num_computed} computed, {report.num_reused} reused, "
+        f"{report.num_failed} unreadable)"
+    )
+    if path:
+        print(f"Encodings: {path}")
+    return {"encodings_only": True, "num_samples": report.num_samples, "path": path}
+
+
+def _print_summary(args, rep, dataset):
+    from fiftyone_dedup import report as report_mod
+
     print(f"\n{PROG}: done\n" + report_mod.summary_table(rep))
     if rep["failed"]:
         print(f"\n{len(rep['failed'])} image(s) could not be read:")
@@ -314,12 +439,72 @@ def run(args):
             print(f"  {f['path']}: {f['error']}")
         if len(rep["failed"]) > 10:
             print(f"  ... and {len(rep['failed']) - 10} more (see --report)")
+    print()
+    for key, label in (
+        ("gallery", "Pictures of the groups"),
+        ("histogram_png", "Histogram of match distances"),
+        ("encodings_out", "Encodings"),
+    ):
+        if rep.get(key):
+            print(f"{label}: {rep[key]}")
     if args.report:
-        print(f"\nReport: {os.path.abspath(args.report)}")
-    if rep.get("histogram_png"):
-        print(f"Histogram of match distances: {rep['histogram_png']}")
+        print(f"Report: {os.path.abspath(args.report)}")
     print(f"Review in the App: fiftyone app launch '{dataset.name}'")
-    return rep
+
+
+def _merge_only(args):
+    from fiftyone_dedup import encodings_io
+
+    path = encodings_io.write(args.encodings_out, args.encodings, style=args.encodings_format)
+    n = len(args.encodings)
+    print(
+        f"{PROG}: merged {n} encoding(s) of {len(args.encodings.sets)} dataset(s) "
+        f"into {path}"
+    )
+    return {"encodings_only": True, "merged": n, "path": path}
+
+
+def _write_encodings(args, dataset, dirs, spec, field):
+    from fiftyone_dedup import encodings_db
+    from fiftyone_dedup import encodings_io
+
+    if not args.encodings_out:
+        return None
+    enc = encodings_db.export_encodings(dataset, dirs, not args.no_data_dir, field, spec)
+    return encodings_io.write(args.encodings_out, enc, style=args.encodings_format)
+
+
+def _display(args, rep, progress):
+    from fiftyone_dedup import gallery
+    from fiftyone_dedup.progress import ProgressBar
+
+    groups = rep["groups"]
+    score = "similarity" if rep.get("metric") == "cosine" else "distance"
+    print(f"\nDuplicates ({len(groups)} group(s)):")
+    for g in groups[:50]:
+        print(f"  keep {g['keep']}")
+        for d in g["details"]:
+            cross = "  [cross]" if d["cross"] else ""
+            print(f"    dup  {d['path']}  ({score} {d[score]}){cross}")
+    if len(groups) > 50:
+        print(f"  ... and {len(groups) - 50} more group(s) (see the report)")
+    shown = min(len(groups), 500)
+    with ProgressBar(total=shown, progress=progress, label="Drawing groups", iters_str="groups") as pb:
+        index = gallery.write_gallery(rep, args.display_dir, max_groups=500, progress=pb.update)
+    rep["gallery"] = index
+
+
+def _open_app(results):
+    import fiftyone as fo
+
+    view = results.view()
+    session = fo.launch_app(view, auto=False)
+    print(f"App: {session.url} (Ctrl-C to stop)")
+    try:
+        session.open_tab()
+    except Exception:  # noqa: BLE001 - no browser here: the URL is printed
+        pass
+    session.wait()
 
 
 def _configure_logging(verbose):

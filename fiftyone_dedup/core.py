@@ -213,9 +213,7 @@ def compute_hashes(
     field = validate_field_name(field or method)
     check_collection(samples)
     _check_field_type(samples, field, fof.StringField, "hex hashes")
-    tag = f"{method}:{'exact' if exact else 'draft'}"
-    if invariance:
-        tag += f":{invariance}"
+    tag = hash_settings(method, exact=exact, invariance=invariance)
 
     def encode(paths):
         return hashing.hash_files(
@@ -234,6 +232,24 @@ def compute_hashes(
         label="Hashing images",
         extra_field=variants_field(field) if invariance else None,
     )
+
+
+def hash_settings(method="dhash", exact=False, invariance=None):
+    """What a stored hash was made with, as its stamp records it: a hash is
+    reused only when these settings and the file are unchanged.
+
+    Args:
+        method ("dhash"): the hash method
+        exact (False): whether JPEGs were decoded fully
+        invariance (None): the invariance variants stored with it
+
+    Returns:
+        a string such as ``"dhash:draft"``
+    """
+    tag = f"{method}:{'exact' if exact else 'draft'}"
+    if invariance:
+        tag += f":{invariance}"
+    return tag
 
 
 def variants_field(field):

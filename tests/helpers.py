@@ -179,8 +179,14 @@ def run_python(code, timeout=300):
     )
 
 
-def run_cli(*args, cwd=None, timeout=900):
+def run_cli(*args, cwd=None, timeout=900, env=None):
     """Runs ``python -m fiftyone_dedup`` with the test environment.
+
+    Args:
+        *args: the command-line arguments
+        cwd (None): the working folder
+        timeout (900): seconds
+        env (None): extra environment variables
 
     Returns:
         a ``subprocess.CompletedProcess`` (text)
@@ -188,5 +194,5 @@ def run_cli(*args, cwd=None, timeout=900):
     return subprocess.run(
         [sys.executable, "-m", "fiftyone_dedup", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        env=os.environ.copy(),
+        env={**os.environ, **(env or {})},
     )
