@@ -120,12 +120,24 @@ def images_dir(directory, data_dir=True):
 
     Args:
         directory: the dataset folder
-        data_dir (True): whether images are in ``directory/data``
+        data_dir (True): whether images are in ``directory/data`` (YOLOv5
+            datasets, which have ``dataset.yaml`` and ``images/<split>/``
+            instead, use ``directory/images``)
 
     Returns:
         the images folder
     """
-    return os.path.join(directory, "data") if data_dir else directory
+    if not data_dir:
+        return directory
+    data = os.path.join(directory, "data")
+    yolo = os.path.join(directory, "images")
+    if (
+        not os.path.isdir(data)
+        and os.path.isfile(os.path.join(directory, "dataset.yaml"))
+        and os.path.isdir(yolo)
+    ):
+        return yolo
+    return data
 
 
 def check_dirs(dirs, data_dir=True):
