@@ -356,6 +356,8 @@ def run(args):
         progress=progress,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
+    rep["failed"] = args.skipped + rep["failed"]
+    rep["summary"]["num_failed"] += len(args.skipped)
     if args.encodings_out:
         rep["encodings_out"] = _write_encodings(args, dataset, dirs, spec, field)
     if args.histogram and results.histogram:
@@ -378,7 +380,7 @@ def run(args):
 def _load(args, dirs, progress):
     from fiftyone_dedup import folders
 
-    dataset, _ = folders.load_folders(
+    dataset, _, skipped = folders.load_folders(
         dirs,
         name=args.dataset,
         data_dir=not args.no_data_dir,
@@ -392,6 +394,7 @@ def _load(args, dirs, progress):
                 folders.images_dir(d, not args.no_data_dir) for d in dirs
             )
         )
+    args.skipped = skipped
     return dataset, folders.folder_order_view(dataset, dirs)
 
 

@@ -72,7 +72,28 @@ def looks_like_image(path):
     return any(head.startswith(m) for m in _MAGIC)
 
 
-def scan_images(directory, exclude=()):
+def printable_path(path):
+    """A path as text that can be printed and stored, even when its name is
+    not valid UTF-8 (undecodable bytes become ``\\xNN``).
+
+    Args:
+        path: a path
+
+    Returns:
+        a string
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8_ok(path):
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def scan_images(directory, exclude=(), skipped=None):
     """Lists the image files under a folder, recursively, sorted.
 
     Files with an image extension are listed whether or not they decode (a
@@ -85,6 +106,9 @@ def scan_images(directory, exclude=()):
     Args:
         directory: the folder
         exclude (()): absolute folder paths not to descend into
+        skipped (None): an optional list that receives ``{"path", "error"}``
+            for image files that cannot be used at all (names that are not
+            valid UTF-8, which FiftyOne cannot store)
 
     Returns:
         a sorted list of absolute paths
@@ -108,11 +132,49 @@ def scan_images(directory, exclude=()):
                 continue
             path = os.path.join(root, name)
             ext = os.path.splitext(name)[1].lower()
-            if ext in IMAGE_EXTENSIONS:
-                out.append(path)
-            elif not ext and looks_like_image(path):
-                out.append(path)
+            if ext in IMAGE_EXTENSIONS or (not ext and looks_like_image(path)):
+                reason = _unusable_reason(path)
+                if reason is None:
+                    out.append(path)
+                elif skipped is not None:
+                    skipped.append({"path": printable_path(path), "error": reason})
     return sorted(out)
+
+
+def _unusable_reason(path):
+    # files FiftyOne cannot hold as image samples at all
+    if not _utf8_ok(path):
+        return (
+            "file name is not valid UTF-8, which FiftyOne cannot store; "
+            "rename the file"
+        )
+    import fiftyone.core.media as fom
+
+    if fom.get_media_type(path) != fom.IMAGE:
+        kind = _sniff_format(path)
+        hint = f" (it looks like a {kind} image)" if kind else ""
+        return (
+            "FiftyOne needs a known image file extension to hold an image"
+            f"{hint}; rename the file with its extension"
+        )
+    return None
+
+
+def _sniff_format(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    for magic, name in (
+        (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"),
+        (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+    ):
+        if head.startswith(magic):
+            return name
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
 
 
 def images_dir(directory, data_dir=True):
@@ -219,8 +281,9 @@ def load_folders(
         progress (None): FiftyOne's ``progress`` argument
 
     Returns:
-        a tuple ``(dataset, layouts)``: the dataset and, per folder, the
-        detected layout name or ``None``
+        a tuple ``(dataset, layouts, skipped)``: the dataset; per folder, the
+        detected layout name or ``None``; and ``{"path", "error"}`` dicts for
+        image files that could not be added at all
 
     Raises:
         FolderError: if a folder is unusable or matches no layout
@@ -230,12 +293,12 @@ def load_folders(
     dirs = check_dirs(dirs, data_dir=data_dir)
     name = name or default_dataset_name(dirs)
 
-    plans = []
+    plans, skipped = [], []
     for d in dirs:
         layout = None
         if annotations:
             layout = lay.resolve_layout(d, data_dir=data_dir, dataset_type=dataset_type)
-        files = scan_images(images_dir(d, data_dir), exclude=exclude)
+        files = scan_images(images_dir(d, data_dir), exclude=exclude, skipped=skipped)
         plans.append((d, layout, files))
 
     if fo.dataset_exists(name):
@@ -292,7 +355,11 @@ def load_folders(
         "Dataset '%s': %d sample(s) (%d new, %d removed)",
         name, len(dataset), len(new), len(gone),
     )
-    return dataset, {d: (layout.name if layout else None) for d, layout, _ in plans}
+    return (
+        dataset,
+        {d: (layout.name if layout else None) for d, layout, _ in plans},
+        skipped,
+    )
 
 
 def folder_order_view(dataset, dirs):

@@ -148,7 +148,10 @@ def _encoder_inputs(ctx, inputs, hashes_only=False):
         ),
         view=choices,
     )
-    return encoders.get_encoder(ctx.params.get("encoder") or "dhash")
+    try:
+        return encoders.get_encoder(ctx.params.get("encoder") or "dhash")
+    except ValueError:
+        return encoders.get_encoder("dhash")  # the enum flags the bad value
 
 
 def _encoder_description(spec):

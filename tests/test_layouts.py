@@ -49,9 +49,9 @@ def test_layout_detected_and_labels_loaded(tmp_path, name):
     src.delete()
 
     assert layouts.detect_layout(str(target)).name == name
-    ds, found = folders.load_folders([str(target)], name=f"layout-{name}")
+    ds, found, skipped = folders.load_folders([str(target)], name=f"layout-{name}")
     try:
-        assert found == {str(target): name}
+        assert found == {str(target): name} and skipped == []
         assert len(ds) == 5
         assert ds.count(f"{field}.detections") == n_labels
         assert set(ds.values(folders.SOURCE_FIELD)) == {str(target)}
