@@ -388,7 +388,7 @@ def _load(args, dirs, progress):
         dataset_type=args.dataset_type,
         progress=progress,
     )
-    if len(dataset) == 0:
+    if dataset.count("id") == 0:
         raise folders.FolderError(
             "No images found in " + ", ".join(
                 folders.images_dir(d, not args.no_data_dir) for d in dirs

@@ -84,6 +84,19 @@ def stamp_field(field):
     return f"{field}_stamp"
 
 
+def count_samples(samples):
+    """The number of samples, counted (not MongoDB's fast estimate for whole
+    datasets, which can be wrong after the database stopped uncleanly).
+
+    Args:
+        samples: a dataset or view
+
+    Returns:
+        an int
+    """
+    return samples.count("id")
+
+
 def check_collection(samples, nonempty=False):
     """Checks that ``samples`` is an image dataset or view.
 
@@ -99,7 +112,7 @@ def check_collection(samples, nonempty=False):
             "Expected a FiftyOne dataset or view, got "
             f"{type(samples).__name__}"
         )
-    if nonempty and len(samples) == 0:
+    if nonempty and count_samples(samples) == 0:
         raise ValueError(
             f"The collection to deduplicate is empty "
             f"(dataset '{samples._root_dataset.name}')"

@@ -196,7 +196,7 @@ def find(
     started = time.time()
     encode_kwargs = dict(encode_kwargs or {})
     for part in parts:
-        part.num_samples = len(part.samples)
+        part.num_samples = core.count_samples(part.samples)
         if compute:
             part.report = core.compute_encodings(
                 part.samples, encoder=spec, field=field,

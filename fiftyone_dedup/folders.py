@@ -301,15 +301,7 @@ def load_folders(
         files = scan_images(images_dir(d, data_dir), exclude=exclude, skipped=skipped)
         plans.append((d, layout, files))
 
-    if fo.dataset_exists(name):
-        dataset = fo.load_dataset(name)
-        if dataset.media_type not in (None, "image"):
-            raise FolderError(
-                f"Dataset '{name}' exists and does not hold images; choose "
-                "another --dataset name"
-            )
-    else:
-        dataset = fo.Dataset(name, persistent=True)
+    dataset = _open_dataset(name)
     if not dataset.has_sample_field(SOURCE_FIELD):
         dataset.add_sample_field(SOURCE_FIELD, fo.StringField)
     dataset.create_index("filepath", unique=True)
@@ -353,7 +345,7 @@ def load_folders(
     dataset.save()
     logger.info(
         "Dataset '%s': %d sample(s) (%d new, %d removed)",
-        name, len(dataset), len(new), len(gone),
+        name, dataset.count("id"), len(new), len(gone),
     )
     return (
         dataset,
@@ -383,6 +375,27 @@ def folder_order_view(dataset, dirs):
         key_field="id",
     )
     return dataset.sort_by([(ORDER_FIELD, 1), ("filepath", 1)])
+
+
+def _open_dataset(name):
+    if not fo.dataset_exists(name):
+        return fo.Dataset(name, persistent=True)
+    dataset = fo.load_dataset(name)
+    if dataset.media_type not in (None, "image"):
+        raise FolderError(
+            f"Dataset '{name}' exists and does not hold images; choose "
+            "another --dataset name"
+        )
+    if dataset.media_type is None and dataset.count("id") > 0:
+        # an interrupted run added samples but not the dataset's media type;
+        # it holds only what the folders give again, so rebuild it
+        logger.warning(
+            "Dataset '%s' was left incomplete by an interrupted run; rebuilding it",
+            name,
+        )
+        dataset.delete()
+        return fo.Dataset(name, persistent=True)
+    return dataset
 
 
 def write_json(path, obj):
