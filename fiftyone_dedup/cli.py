@@ -498,16 +498,24 @@ def _display(args, rep, progress):
 
 
 def _open_app(results):
+    import sys as _sys
+
     import fiftyone as fo
 
     view = results.view()
-    session = fo.launch_app(view, auto=False)
-    print(f"App: {session.url} (Ctrl-C to stop)")
+    # without a display there is no browser to open: serve and print the URL
+    headless = _sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+    session = fo.launch_app(view, auto=False, remote=headless)
+    print(f"App: {session.url} (Ctrl-C to stop)", flush=True)
+    if not headless:
+        try:
+            session.open_tab()
+        except Exception:  # noqa: BLE001 - no browser: the URL is printed
+            pass
     try:
-        session.open_tab()
-    except Exception:  # noqa: BLE001 - no browser here: the URL is printed
+        session.wait()
+    except KeyboardInterrupt:
         pass
-    session.wait()
 
 
 def _configure_logging(verbose):
