@@ -24,6 +24,7 @@ _EXPORTS = {
     "compute_hashes": "fiftyone_dedup.core",
     "compute_encodings": "fiftyone_dedup.core",
     "find_duplicates": "fiftyone_dedup.core",
+    "find_cross_duplicates": "fiftyone_dedup.core",
     "duplicates_view": "fiftyone_dedup.core",
     "get_groups": "fiftyone_dedup.core",
     "get_failures": "fiftyone_dedup.core",

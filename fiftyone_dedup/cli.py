@@ -42,7 +42,7 @@ def _encoder_names():
 def build_parser():
     """The argument parser of the main command."""
     from fiftyone_dedup import encoders
-    from fiftyone_dedup import keep
+    from fiftyone_dedup import grouping
 
     p = _Parser(
         prog=PROG,
@@ -61,7 +61,7 @@ def build_parser():
         ),
     )
     p.add_argument(
-        "-d", "--dirs", nargs="+", metavar="DIR", required=True,
+        "-d", "--dirs", nargs="+", metavar="DIR",
         help="the datasets to process; with several, duplicates are found "
         "within and across them (cross duplicates)",
     )
@@ -78,6 +78,42 @@ def build_parser():
         help="hashes: maximum Hamming distance in bits (0-64, default 10); "
         f"CNN: {encoders.CNN_HELP} (default "
         f"{encoders.ENCODERS['cnn'].default_threshold})",
+    )
+    p.add_argument(
+        "--encodings_in", nargs="+", metavar="F",
+        help="load encodings from JSON files (.json may be omitted), one per "
+        "dataset in the order of --dirs (or matched by the folder they "
+        "record), merged; ours or imagededup's {filename: encoding} files. "
+        "Entries of changed or missing files are recomputed or dropped",
+    )
+    p.add_argument(
+        "--encodings_out", metavar="F",
+        help="save the (merged) encodings to a JSON file (.json may be omitted)",
+    )
+    p.add_argument(
+        "--encodings_format", choices=("fiftyone", "imagededup"), default="fiftyone",
+        help="the --encodings_out format: fiftyone (default; datasets kept "
+        "apart, with what made them) or imagededup ({filename: encoding}, "
+        "loadable by imagededup's find_duplicates(encoding_map=...))",
+    )
+    p.add_argument(
+        "--encodings_only", action="store_true",
+        help="stop after loading/computing and saving encodings; with "
+        "--encodings_in and no --dirs, just merge the files",
+    )
+    p.add_argument(
+        "--display_duplicates", action="store_true",
+        help="show the duplicates found (and the cross duplicates): list them "
+        "and write a PNG contact sheet per group and an HTML page",
+    )
+    p.add_argument(
+        "--display_dir", default="duplicates_display", metavar="DIR",
+        help="where --display_duplicates writes (default: ./duplicates_display)",
+    )
+    p.add_argument(
+        "--app", action="store_true",
+        help="open the FiftyOne App on the duplicates (until you close it "
+        "with Ctrl-C)",
     )
     p.add_argument(
         "--duplicates_dir", default="duplicates", metavar="DIR",
@@ -125,9 +161,47 @@ def build_parser():
         "(default: a name derived from the folders; reused on the next run)",
     )
     p.add_argument(
-        "--keep", default="first", choices=keep.POLICIES,
-        help="which member of each group is kept (default: first, in "
-        "folder then file-name order)",
+        "--keep", default="first", metavar="POLICY",
+        help="which member of each group is kept: first (folder order as "
+        "given, then file name; the default), largest_resolution, "
+        "largest_file, most_labels, oldest, newest, priority (see "
+        "--priority), max:FIELD or min:FIELD (a numeric sample field)",
+    )
+    p.add_argument(
+        "--priority", nargs="+", metavar="DIR",
+        help="keep images from these folders first, in this order (implies "
+        "--keep priority); e.g. the reference set",
+    )
+    p.add_argument(
+        "--grouping", default="near", choices=grouping.METHODS,
+        help="near (default): each group is a kept image and its near "
+        "matches; components: whole chains of near matches, split by the "
+        "guard; dbscan: scikit-learn DBSCAN (eps from the threshold), split "
+        "by the guard",
+    )
+    p.add_argument(
+        "--guard", default="kept", choices=grouping.GUARDS,
+        help="the guard against chaining: kept (default; every duplicate "
+        "within the threshold of its kept image) or complete (every two "
+        "members of a group within it)",
+    )
+    p.add_argument(
+        "--guard_threshold", metavar="T",
+        help="the guard's threshold (default: --threshold; may not be looser)",
+    )
+    p.add_argument(
+        "--min_samples", type=int, default=1, metavar="N",
+        help="DBSCAN's min_samples (default 1, as in the seed's notebook)",
+    )
+    p.add_argument(
+        "--invariance", choices=("flip", "rotation", "dihedral"),
+        help="also match mirrored (flip), 90/180/270-degree rotated "
+        "(rotation) or both (dihedral) copies; hash encoders; off by default",
+    )
+    p.add_argument(
+        "--histogram", metavar="PNG",
+        help="write a histogram of the match distances near the threshold "
+        "as a PNG, to help choose a threshold",
     )
     p.add_argument(
         "--run_key", default="dedup", metavar="KEY",
@@ -144,6 +218,22 @@ def build_parser():
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="more logging")
     return p
+
+
+def _read_encodings(args, spec):
+    from fiftyone_dedup import encodings_io
+
+    if not args.encodings_in:
+        return None
+    try:
+        loaded = [encodings_io.read(p) for p in args.encodings_in]
+        merged = encodings_io.merge(loaded)
+        encodings_io.check_compatible(
+            merged, spec, path=", ".join(args.encodings_in)
+        )
+    except encodings_io.EncodingsFileError as e:
+        raise UsageError(f"--encodings_in: {e}") from None
+    return merged
 
 
 def _resolve_dirs(args):
@@ -169,6 +259,15 @@ def _parse_threshold(spec, text):
         raise UsageError(f"--threshold: {e}") from None
 
 
+def _priority_dirs(args):
+    if not args.priority:
+        return None
+    base = os.path.expanduser(args.root) if args.root else ""
+    return [
+        os.path.abspath(os.path.join(base, os.path.expanduser(d))) for d in args.priority
+    ]
+
+
 def validate_args(args):
     """Checks arguments before any work; returns what the run needs.
 
@@ -177,23 +276,53 @@ def validate_args(args):
     """
     from fiftyone_dedup import encoders
     from fiftyone_dedup import folders
+    from fiftyone_dedup import keep
 
     try:
         spec = encoders.get_encoder(args.encoder)
     except ValueError as e:
         raise UsageError(f"--encoder: {e}") from None
     threshold = _parse_threshold(spec, args.threshold)
+    if args.guard_threshold is not None:
+        args.guard_threshold = _parse_threshold(spec, args.guard_threshold)
+        g = args.guard_threshold
+        if (g < threshold) if spec.similarity else (g > threshold):
+            raise UsageError(
+                f"--guard_threshold ({g}) must not be looser than --threshold ({threshold})"
+            )
+    if args.priority and args.keep == "first":
+        args.keep = "priority"
+    try:
+        keep.validate_keep(args.keep, _priority_dirs(args))
+    except ValueError as e:
+        raise UsageError(f"--keep: {e}") from None
+    if args.min_samples < 1:
+        raise UsageError(f"--min_samples must be 1 or more, got {args.min_samples}")
+    if args.invariance and not spec.is_hash:
+        raise UsageError("--invariance works with the hash encoders (DHash, PHash, AHash, WHash)")
+    if args.histogram and os.path.isdir(args.histogram):
+        raise UsageError(f"--histogram is a folder, expected a .png path: {args.histogram}")
     if args.num_workers is not None and args.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {args.num_workers}")
     if not args.run_key.isidentifier():
         raise UsageError(
             f"--run_key must be letters, digits and underscores, got {args.run_key!r}"
         )
-    dirs = _resolve_dirs(args)
+    if not args.dirs and not (args.encodings_in and args.encodings_only):
+        raise UsageError(
+            "the following arguments are required: -d/--dirs (or "
+            "--encodings_in with --encodings_only)"
+        )
+    if args.encodings_only and not (args.encodings_out or args.dirs):
+        raise UsageError("--encodings_only needs --encodings_out or --dirs to keep them")
+    if args.encodings_only and args.encodings_in and not args.dirs and not args.encodings_out:
+        raise UsageError("--encodings_only with no --dirs needs --encodings_out")
+    dirs = _resolve_dirs(args) if args.dirs else []
     try:
         dirs = folders.check_dirs(dirs, data_dir=not args.no_data_dir)
     except folders.FolderError as e:
         raise UsageError(str(e)) from None
+    args.encodings = _read_encodings(args, spec)
     if args.report:
         parent = os.path.dirname(os.path.abspath(args.report)) or "."
         if os.path.isdir(args.report):
@@ -227,7 +356,7 @@ def _check_duplicates_dir(args, dirs):
                 f"--duplicates_dir {dup} is inside {images}, the images folder "
                 f"of a labeled dataset; choose a folder outside it"
             )
-    if not args.dry_run:
+    if not args.dry_run and not args.encodings_only:
         parent = dup
         while not os.path.exists(parent):
             parent = os.path.dirname(parent)
@@ -244,47 +373,101 @@ def run(args):
     """
     spec, threshold, dirs = validate_args(args)
 
-    from fiftyone_dedup import actions
     from fiftyone_dedup import core
-    from fiftyone_dedup import folders
     from fiftyone_dedup import report as report_mod
 
     if not args.verbose:
         # FiftyOne sets its own log level when imported
         logging.getLogger("fiftyone").setLevel(logging.WARNING)
     progress = False if args.quiet else True
-    name = args.dataset or folders.default_dataset_name(dirs)
-    if not args.dry_run:
-        # a move killed earlier is finished before the folders are rescanned
-        for done in actions.resume_moves(args.duplicates_dir, dataset_name=name, progress=progress):
-            print(f"Finished the interrupted move {done.move_id}: {done.num_moved} image(s) moved")
-    dataset, _ = folders.load_folders(
-        dirs,
-        name=name,
-        data_dir=not args.no_data_dir,
-        annotations=not args.no_annot,
-        dataset_type=args.dataset_type,
-        exclude=[args.duplicates_dir],
-        progress=progress,
-    )
-    if len(dataset) == 0:
-        raise folders.FolderError(
-            "No images found in " + ", ".join(
-                folders.images_dir(d, not args.no_data_dir) for d in dirs
-            )
-        )
-    view = dataset.sort_by([(folders.SOURCE_FIELD, 1), ("filepath", 1)])
+    if args.encodings_only and not dirs:
+        return _merge_only(args)
+
+    if not args.dry_run and not args.encodings_only:
+        _resume_moves(args, dirs, progress)
+    dataset, view = _load(args, dirs, progress)
+    field = spec.default_field
+    if args.encodings is not None:
+        _import_encodings(args, dataset, dirs, spec, field)
+    if args.encodings_only:
+        return _encodings_only(args, view, dataset, dirs, spec, field, progress)
+
     results = core.find_duplicates(
         view,
         threshold=threshold,
         encoder=spec.name,
         run_key=args.run_key,
         keep=args.keep,
+        priority=_priority_dirs(args),
+        grouping=args.grouping,
+        guard=args.guard,
+        guard_threshold=args.guard_threshold,
+        min_samples=args.min_samples,
         exact=args.exact,
         num_workers=args.num_workers,
+        invariance=args.invariance,
         progress=progress,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
+    rep["failed"] = args.skipped + rep["failed"]
+    rep["summary"]["num_failed"] += len(args.skipped)
+    if args.encodings_out:
+        rep["encodings_out"] = _write_encodings(args, dataset, dirs, spec, field)
+    if args.histogram and results.histogram:
+        from fiftyone_dedup import review
+
+        review.save_histogram_png(results.histogram, args.histogram)
+        rep["histogram_png"] = os.path.abspath(args.histogram)
+    if args.display_duplicates:
+        _display(args, rep, progress)  # before the move: it reads the files
+    _move(args, dataset, rep, progress)
+    if args.report:
+        from fiftyone_dedup import folders
+
+        folders.write_json(args.report, rep)
+    _print_summary(args, rep, dataset)
+    if args.app:
+        _open_app(results)
+    return rep
+
+
+def _resume_moves(args, dirs, progress):
+    """Finishes a move killed earlier, before the folders are rescanned."""
+    from fiftyone_dedup import actions
+    from fiftyone_dedup import folders
+
+    name = args.dataset or folders.default_dataset_name(dirs)
+    for done in actions.resume_moves(args.duplicates_dir, dataset_name=name, progress=progress):
+        print(f"Finished the interrupted move {done.move_id}: {done.num_moved} image(s) moved")
+
+
+def _load(args, dirs, progress):
+    from fiftyone_dedup import folders
+
+    dataset, _, skipped = folders.load_folders(
+        dirs,
+        name=args.dataset,
+        data_dir=not args.no_data_dir,
+        annotations=not args.no_annot,
+        dataset_type=args.dataset_type,
+        exclude=[args.duplicates_dir],
+        progress=progress,
+    )
+    if dataset.count("id") == 0:
+        raise folders.FolderError(
+            "No images found in " + ", ".join(
+                folders.images_dir(d, not args.no_data_dir) for d in dirs
+            )
+        )
+    args.skipped = skipped
+    return dataset, folders.folder_order_view(dataset, dirs)
+
+
+def _move(args, dataset, rep, progress):
+    """Moves the duplicates (or, with --dry_run, prints the plan)."""
+    from fiftyone_dedup import actions
+    from fiftyone_dedup import report as report_mod
+
     moved = actions.move_duplicates(
         dataset,
         args.duplicates_dir,
@@ -295,10 +478,48 @@ def run(args):
         progress=progress,
     )
     report_mod.add_move(rep, moved)
-    if args.report:
-        folders.write_json(args.report, rep)
     if moved.files or moved.skipped:
         print("\n" + moved.format(limit=20))
+    return moved
+
+
+def _import_encodings(args, dataset, dirs, spec, field):
+    from fiftyone_dedup import core
+    from fiftyone_dedup import encodings_db
+
+    if args.invariance:
+        logger.info("--invariance: encodings from files are recomputed with their variants")
+        return None
+    return encodings_db.import_encodings(
+        dataset, args.encodings, dirs, not args.no_data_dir, field,
+        core.hash_settings(spec.name, exact=args.exact),
+    )
+
+
+def _encodings_only(args, view, dataset, dirs, spec, field, progress):
+    from fiftyone_dedup import core
+
+    report = core.compute_encodings(
+        view, encoder=spec, field=field, progress=progress,
+        **core._encode_kwargs(
+            spec, exact=args.exact, num_workers=args.num_workers,
+            invariance=args.invariance,
+        ),
+    )
+    path = _write_encodings(args, dataset, dirs, spec, field)
+    print(
+        f"\n{PROG}: encodings of {report.num_samples} image(s) "
+        f"({report.num_computed} computed, {report.num_reused} reused, "
+        f"{report.num_failed} unreadable)"
+    )
+    if path:
+        print(f"Encodings: {path}")
+    return {"encodings_only": True, "num_samples": report.num_samples, "path": path}
+
+
+def _print_summary(args, rep, dataset):
+    from fiftyone_dedup import report as report_mod
+
     print(f"\n{PROG}: done\n" + report_mod.summary_table(rep))
     if rep["failed"]:
         print(f"\n{len(rep['failed'])} image(s) could not be read:")
@@ -306,12 +527,82 @@ def run(args):
             print(f"  {f['path']}: {f['error']}")
         if len(rep["failed"]) > 10:
             print(f"  ... and {len(rep['failed']) - 10} more (see --report)")
+    print()
+    for key, label in (
+        ("gallery", "Pictures of the groups"),
+        ("histogram_png", "Histogram of match distances"),
+        ("encodings_out", "Encodings"),
+    ):
+        if rep.get(key):
+            print(f"{label}: {rep[key]}")
     if args.report:
-        print(f"\nReport: {os.path.abspath(args.report)}")
-    if moved.num_moved:
+        print(f"Report: {os.path.abspath(args.report)}")
+    if rep["summary"].get("num_moved"):
         print(f"Undo the move: {PROG} restore '{args.duplicates_dir}'")
     print(f"Review in the App: fiftyone app launch '{dataset.name}'")
-    return rep
+
+
+def _merge_only(args):
+    from fiftyone_dedup import encodings_io
+
+    path = encodings_io.write(args.encodings_out, args.encodings, style=args.encodings_format)
+    n = len(args.encodings)
+    print(
+        f"{PROG}: merged {n} encoding(s) of {len(args.encodings.sets)} dataset(s) "
+        f"into {path}"
+    )
+    return {"encodings_only": True, "merged": n, "path": path}
+
+
+def _write_encodings(args, dataset, dirs, spec, field):
+    from fiftyone_dedup import encodings_db
+    from fiftyone_dedup import encodings_io
+
+    if not args.encodings_out:
+        return None
+    enc = encodings_db.export_encodings(dataset, dirs, not args.no_data_dir, field, spec)
+    return encodings_io.write(args.encodings_out, enc, style=args.encodings_format)
+
+
+def _display(args, rep, progress):
+    from fiftyone_dedup import gallery
+    from fiftyone_dedup.progress import ProgressBar
+
+    groups = rep["groups"]
+    score = "similarity" if rep.get("metric") == "cosine" else "distance"
+    print(f"\nDuplicates ({len(groups)} group(s)):")
+    for g in groups[:50]:
+        print(f"  keep {g['keep']}")
+        for d in g["details"]:
+            cross = "  [cross]" if d["cross"] else ""
+            print(f"    dup  {d['path']}  ({score} {d[score]}){cross}")
+    if len(groups) > 50:
+        print(f"  ... and {len(groups) - 50} more group(s) (see the report)")
+    shown = min(len(groups), 500)
+    with ProgressBar(total=shown, progress=progress, label="Drawing groups", iters_str="groups") as pb:
+        index = gallery.write_gallery(rep, args.display_dir, max_groups=500, progress=pb.update)
+    rep["gallery"] = index
+
+
+def _open_app(results):
+    import sys as _sys
+
+    import fiftyone as fo
+
+    view = results.view()
+    # without a display there is no browser to open: serve and print the URL
+    headless = _sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+    session = fo.launch_app(view, auto=False, remote=headless)
+    print(f"App: {session.url} (Ctrl-C to stop)", flush=True)
+    if not headless:
+        try:
+            session.open_tab()
+        except Exception:  # noqa: BLE001 - no browser: the URL is printed
+            pass
+    try:
+        session.wait()
+    except KeyboardInterrupt:
+        pass
 
 
 def build_restore_parser():

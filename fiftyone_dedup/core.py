@@ -8,12 +8,10 @@ functions.
 """
 
 import logging
-import time
 from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 
-import fiftyone as fo
 import fiftyone.core.collections as foc
 import fiftyone.core.fields as fof
 import fiftyone.core.media as fom
@@ -21,10 +19,7 @@ from fiftyone import ViewField as F
 
 from fiftyone_dedup import decode
 from fiftyone_dedup import encoders
-from fiftyone_dedup import grouping
 from fiftyone_dedup import hashing
-from fiftyone_dedup import keep as keep_policies
-from fiftyone_dedup import search
 from fiftyone_dedup import runs
 from fiftyone_dedup.progress import ProgressBar
 
@@ -89,6 +84,19 @@ def stamp_field(field):
     return f"{field}_stamp"
 
 
+def count_samples(samples):
+    """The number of samples, counted (not MongoDB's fast estimate for whole
+    datasets, which can be wrong after the database stopped uncleanly).
+
+    Args:
+        samples: a dataset or view
+
+    Returns:
+        an int
+    """
+    return samples.count("id")
+
+
 def check_collection(samples, nonempty=False):
     """Checks that ``samples`` is an image dataset or view.
 
@@ -104,7 +112,7 @@ def check_collection(samples, nonempty=False):
             "Expected a FiftyOne dataset or view, got "
             f"{type(samples).__name__}"
         )
-    if nonempty and len(samples) == 0:
+    if nonempty and count_samples(samples) == 0:
         raise ValueError(
             f"The collection to deduplicate is empty "
             f"(dataset '{samples._root_dataset.name}')"
@@ -174,6 +182,7 @@ def compute_hashes(
     exact=False,
     num_workers=None,
     skip_failures=True,
+    invariance=None,
     progress=None,
 ):
     """Computes a perceptual hash of every sample's image as a sample field.
@@ -198,6 +207,10 @@ def compute_hashes(
             to hash in this process
         skip_failures (True): record unreadable images and go on; if False,
             raise after storing what was computed
+        invariance (None): also store the hashes of the image's flipped
+            (``"flip"``), rotated (``"rotation"``: 90, 180, 270 degrees) or
+            both (``"dihedral"``) versions in ``<field>_variants``, for
+            flip/rotation-invariant matching
         progress (None): ``None``, a bool, or a callable (see
             :mod:`fiftyone_dedup.progress`)
 
@@ -209,14 +222,16 @@ def compute_hashes(
             ``skip_failures`` is False
     """
     method = hashing.validate_method(method)
+    invariance = hashing.validate_invariance(invariance)
     field = validate_field_name(field or method)
     check_collection(samples)
     _check_field_type(samples, field, fof.StringField, "hex hashes")
-    tag = f"{method}:{'exact' if exact else 'draft'}"
+    tag = hash_settings(method, exact=exact, invariance=invariance)
 
     def encode(paths):
         return hashing.hash_files(
-            paths, method=method, exact=exact, num_workers=num_workers
+            paths, method=method, exact=exact, num_workers=num_workers,
+            invariance=invariance,
         )
 
     return _encode_collection(
@@ -228,12 +243,43 @@ def compute_hashes(
         skip_failures=skip_failures,
         progress=progress,
         label="Hashing images",
+        extra_field=variants_field(field) if invariance else None,
     )
+
+
+def hash_settings(method="dhash", exact=False, invariance=None):
+    """What a stored hash was made with, as its stamp records it: a hash is
+    reused only when these settings and the file are unchanged.
+
+    Args:
+        method ("dhash"): the hash method
+        exact (False): whether JPEGs were decoded fully
+        invariance (None): the invariance variants stored with it
+
+    Returns:
+        a string such as ``"dhash:draft"``
+    """
+    tag = f"{method}:{'exact' if exact else 'draft'}"
+    if invariance:
+        tag += f":{invariance}"
+    return tag
+
+
+def variants_field(field):
+    """The field holding the hashes of flipped/rotated versions.
+
+    Args:
+        field: a hash field
+
+    Returns:
+        ``"<field>_variants"``
+    """
+    return f"{field}_variants"
 
 
 def _encode_collection(
     samples, field, settings, encode, overwrite, skip_failures, progress, label,
-    field_type=fof.StringField,
+    field_type=fof.StringField, extra_field=None,
 ):
     ids, paths = samples.values(["id", "filepath"])
     n = len(ids)
@@ -263,13 +309,16 @@ def _encode_collection(
     errors_now = list(old_errors)
 
     if todo:
-        values, errors, new_stamps = {}, {}, {}
+        values, errors, new_stamps, extras = {}, {}, {}, {}
         with ProgressBar(
             total=len(todo), progress=progress, label=label, iters_str="images"
         ) as pb:
             results = encode([paths[i] for i in todo])
-            for i, (value, error) in zip(todo, pb(results)):
+            for i, result in zip(todo, pb(results)):
                 sid = ids[i]
+                value, error = result[0], result[-1]
+                if extra_field is not None:
+                    extras[sid] = result[1]
                 values[sid] = value
                 errors[sid] = error
                 errors_now[i] = error
@@ -278,6 +327,12 @@ def _encode_collection(
         _ensure_field(samples, field, field_type)
         _ensure_field(samples, efield, fof.StringField)
         _ensure_field(samples, sfield, fof.StringField)
+        if extra_field is not None:
+            if not samples._root_dataset.has_sample_field(extra_field):
+                samples._root_dataset.add_sample_field(
+                    extra_field, fof.ListField, subfield=fof.StringField
+                )
+            samples.set_values(extra_field, extras, key_field="id")
         samples.set_values(field, values, key_field="id")
         samples.set_values(efield, errors, key_field="id")
         samples.set_values(sfield, new_stamps, key_field="id")
@@ -334,27 +389,17 @@ def compute_encodings(samples, encoder="dhash", field=None, **kwargs):
     raise ValueError(f"Encoder {spec.label} is not available yet")
 
 
-def _load_encodings(samples, spec, field):
-    ids, values = samples.values(["id", field])
+def _load_encodings(samples, spec, field, with_paths=False):
+    ids, paths, values = samples.values(["id", "filepath", field])
     valid = [i for i, v in enumerate(values) if v is not None]
     valid_ids = [ids[i] for i in valid]
     if spec.is_hash:
-        codes = hashing.hex_to_codes([values[i] for i in valid])
-        return valid_ids, codes
-    vectors = np.asarray([values[i] for i in valid], dtype=np.float32)
-    return valid_ids, vectors
-
-
-def _search_within(spec, encodings, threshold, progress):
-    uniq, keys = search.unique_rows(encodings)
-    with ProgressBar(
-        total=len(uniq), progress=progress, label="Searching", iters_str="encodings"
-    ) as pb:
-        if spec.is_hash:
-            a, b, s = search.hamming_pairs(uniq, threshold, progress=pb.update)
-        else:
-            a, b, s = search.cosine_pairs(uniq, threshold, progress=pb.update)
-    return keys, a, b, s
+        encodings = hashing.hex_to_codes([values[i] for i in valid])
+    else:
+        encodings = np.asarray([values[i] for i in valid], dtype=np.float32)
+    if with_paths:
+        return valid_ids, encodings, [paths[i] for i in valid]
+    return valid_ids, encodings
 
 
 def find_duplicates(
@@ -364,11 +409,19 @@ def find_duplicates(
     field=None,
     run_key=DEFAULT_RUN_KEY,
     keep="first",
+    priority=None,
+    grouping="near",
+    guard="kept",
+    guard_threshold=None,
+    min_samples=1,
     tag=DEFAULT_TAG,
     compute=True,
     overwrite_encodings=False,
     exact=False,
     num_workers=None,
+    invariance=None,
+    save_views=True,
+    histogram=True,
     progress=None,
 ):
     """Finds near-duplicate images, groups them, keeps one per group and tags
@@ -381,18 +434,39 @@ def find_duplicates(
     ``<run_key>_role`` (``"kept"``/``"duplicate"``), ``<run_key>_kept_id``
     and ``<run_key>_distance`` (bits, for hashes) or
     ``<run_key>_similarity`` (for embeddings); tags duplicates with ``tag``;
+    saves review views (``<run_key>-groups``, ``-kept``, ``-duplicates``);
     records the run under ``run_key`` (replacing an earlier run of that key
-    and its fields and tags).
+    and its fields, tags and views).
+
+    Given a list of collections (datasets or views), finds duplicates within
+    and across them (union): groups may span collections, and each dataset
+    gets the fields and its own run record, plus ``<run_key>_kept_dataset``,
+    ``<run_key>_kept_filepath`` and ``<run_key>_cross``. To search a query
+    set against a reference only, see :func:`find_cross_duplicates`.
 
     Args:
-        samples: a FiftyOne dataset or view of images
+        samples: a FiftyOne dataset or view of images, or a list of them
         threshold (None): for hashes the maximum Hamming distance in bits
             (0-64, default 10); for embeddings the minimum cosine similarity
             (-1 to 1)
         encoder ("dhash"): the encoder (see :mod:`fiftyone_dedup.encoders`)
         field (None): the encodings field; defaults to the encoder's
         run_key ("dedup"): the key of the run and prefix of its fields
-        keep ("first"): the keep policy (see :mod:`fiftyone_dedup.keep`)
+        keep ("first"): which member of a group stays (see
+            :mod:`fiftyone_dedup.keep`): ``"first"``,
+            ``"largest_resolution"``, ``"largest_file"``, ``"most_labels"``,
+            ``"oldest"``, ``"newest"``, ``"priority"``, ``"max:<field>"``,
+            ``"min:<field>"``, or a ``ViewExpression`` (highest kept)
+        priority (None): for ``keep="priority"``, dataset names or folders,
+            most wanted first
+        grouping ("near"): ``"near"``, ``"components"`` or ``"dbscan"`` (see
+            :mod:`fiftyone_dedup.finder` for what each trades)
+        guard ("kept"): the guard against chaining: ``"kept"`` (every member
+            within ``guard_threshold`` of the kept one) or ``"complete"``
+            (every two members within it)
+        guard_threshold (None): the guard's threshold; defaults to
+            ``threshold`` and may not be looser
+        min_samples (1): DBSCAN's ``min_samples``
         tag ("duplicate"): the tag added to duplicates; ``None`` for none
         compute (True): compute missing or stale encodings first; if False,
             the field must already hold them
@@ -400,87 +474,139 @@ def find_duplicates(
         exact (False): hash encoders: decode JPEGs fully (bit-identical to
             imagededup, slower)
         num_workers (None): worker processes for encoding
+        invariance (None): also match flipped (``"flip"``), rotated
+            (``"rotation"``: 90, 180, 270 degrees) or both (``"dihedral"``)
+            versions; off by default (costs more encoding and a search per
+            variant)
+        save_views (True): save the review views on the dataset
+        histogram (True): record a histogram of pair distances up to a
+            margin past the threshold (``results.histogram``)
         progress (None): ``None``, a bool, or a callable (see
             :mod:`fiftyone_dedup.progress`)
 
     Returns:
-        a :class:`fiftyone_dedup.runs.DedupRunResults`
+        a :class:`fiftyone_dedup.runs.DedupRunResults` (of the first dataset,
+        for several collections)
 
     Raises:
         ValueError: for bad arguments, before anything is changed
     """
-    spec = encoders.get_encoder(encoder)
-    threshold = spec.validate_threshold(threshold)
-    field = validate_field_name(field or spec.default_field)
-    run_key = validate_run_key(run_key)
-    keep_policies.validate_keep(keep)
-    if tag is not None and (not isinstance(tag, str) or not tag.strip()):
-        raise ValueError(f"tag must be a non-empty string or None, got {tag!r}")
-    check_collection(samples, nonempty=True)
-    _check_run_key_free(samples, run_key)
+    from fiftyone_dedup import finder
 
-    started = time.time()
-    report = None
-    if compute:
-        kwargs = {"exact": exact} if spec.is_hash else {}
-        report = compute_encodings(
-            samples,
-            encoder=spec,
-            field=field,
-            overwrite=overwrite_encodings,
-            num_workers=num_workers,
-            progress=progress,
-            **kwargs,
-        )
-    elif not samples._root_dataset.has_sample_field(field):
-        raise ValueError(
-            f"Field '{field}' does not exist; compute the encodings first "
-            "or pass compute=True"
-        )
-
-    ids, encodings = _load_encodings(samples, spec, field)
-    keys, a, b, s = _search_within(spec, encodings, threshold, progress)
-    order = keep_policies.keep_order(samples, ids, keep)
-    groups = grouping.star_groups(keys, a, b, s, order, similarity=spec.similarity)
-
-    num_samples = len(samples)
-    summary = {
-        "num_samples": num_samples,
-        "num_encoded": len(ids),
-        "num_failed": num_samples - len(ids),
-        "num_pairs": int(len(a) + _identical_pairs(keys)),
-        "num_groups": groups.num_groups,
-        "num_duplicates": groups.num_duplicates,
-    }
-    config = runs.DedupRunConfig(
-        encoder=spec.name,
-        field=field,
-        metric=spec.metric,
+    return finder.find(
+        samples,
         threshold=threshold,
+        encoder=encoder,
+        field=field,
+        run_key=run_key,
         keep=keep,
+        priority=priority,
+        grouping_method=grouping,
+        guard=guard,
+        guard_threshold=guard_threshold,
+        min_samples=min_samples,
         tag=tag,
-        output_fields=_output_fields(run_key, spec.metric),
+        compute=compute,
+        overwrite_encodings=overwrite_encodings,
+        encode_kwargs=_encode_kwargs(
+            encoder, exact=exact, num_workers=num_workers, invariance=invariance
+        ),
+        save_views=save_views,
+        histogram=histogram,
+        progress=progress,
     )
-    samples.register_run(run_key, config, overwrite=True, cleanup=True)
-    _write_groups(samples, run_key, spec.metric, ids, groups, tag)
-    summary["seconds"] = round(time.time() - started, 3)
-    if report is not None:
-        summary["num_computed"] = report.num_computed
-        summary["num_reused"] = report.num_reused
-    results = runs.DedupRunResults(samples, config, run_key, summary=summary)
-    samples.save_run_results(run_key, results, overwrite=True)
-    logger.info(
-        "Found %d duplicate(s) in %d group(s) among %d sample(s)",
-        summary["num_duplicates"],
-        summary["num_groups"],
-        num_samples,
-    )
-    return results
 
 
-def _identical_pairs(keys):
-    counts = np.bincount(keys) if len(keys) else np.zeros(0, dtype=np.int64)
-    return int(np.sum(counts * (counts - 1) // 2))
+def find_cross_duplicates(
+    query,
+    reference,
+    threshold=None,
+    encoder="dhash",
+    field=None,
+    run_key=DEFAULT_RUN_KEY,
+    tag=DEFAULT_TAG,
+    compute=True,
+    overwrite_encodings=False,
+    exact=False,
+    num_workers=None,
+    invariance=None,
+    write_reference=True,
+    save_views=True,
+    histogram=True,
+    progress=None,
+):
+    """Finds the samples of a query set that duplicate a reference set.
+
+    Only query-reference pairs are searched: the reference (which may be
+    large and frozen) is never compared with itself, and queries are not
+    compared with each other, so the time grows with ``len(query) x
+    len(reference)``. The reference always keeps: each query duplicate points
+    to the nearest reference sample it duplicates, with
+    ``<run_key>_kept_dataset``, ``<run_key>_kept_id`` and
+    ``<run_key>_kept_filepath``, and is tagged. Use it to find which images
+    of a new batch are already in a training set, or which test images leak
+    from train.
+
+    Args:
+        query: a dataset or view, or a list of them
+        reference: a dataset or view, or a list of them
+        threshold (None): see :func:`find_duplicates`
+        encoder ("dhash"): the encoder
+        field (None): the encodings field; defaults to the encoder's
+        run_key ("dedup"): the key of the run in each dataset
+        tag ("duplicate"): the tag added to query duplicates
+        compute (True): compute missing encodings (also for the reference)
+        overwrite_encodings (False): recompute all encodings
+        exact (False): hash encoders: decode JPEGs fully
+        num_workers (None): worker processes for encoding
+        invariance (None): also match flipped/rotated versions of the
+            queries (see :func:`find_duplicates`)
+        write_reference (True): also record the run and the kept fields in
+            the reference datasets; False leaves their run records and
+            fields untouched
+        save_views (True): save review views
+        histogram (True): record the distance histogram
+        progress (None): ``None``, a bool, or a callable
+
+    Returns:
+        the :class:`fiftyone_dedup.runs.DedupRunResults` of the query dataset
+    """
+    from fiftyone_dedup import finder
+
+    if reference is None or (isinstance(reference, (list, tuple)) and not reference):
+        raise ValueError("reference must be a dataset or view (or a list of them)")
+    return finder.find(
+        query,
+        reference=reference,
+        threshold=threshold,
+        encoder=encoder,
+        field=field,
+        run_key=run_key,
+        tag=tag,
+        compute=compute,
+        overwrite_encodings=overwrite_encodings,
+        encode_kwargs=_encode_kwargs(
+            encoder, exact=exact, num_workers=num_workers, invariance=invariance
+        ),
+        save_views=save_views,
+        histogram=histogram,
+        write_reference=write_reference,
+        progress=progress,
+    )
+
+
+def _encode_kwargs(encoder, exact=False, num_workers=None, invariance=None):
+    spec = encoders.get_encoder(encoder)
+    kwargs = {"num_workers": num_workers}
+    if spec.is_hash:
+        kwargs["exact"] = exact
+        kwargs["invariance"] = hashing.validate_invariance(invariance)
+    elif invariance is not None:
+        raise ValueError(
+            f"invariance is available for hash encoders; {spec.label} got "
+            f"{invariance!r}"
+        )
+    return kwargs
 
 
 def _check_run_key_free(samples, run_key):
@@ -506,40 +632,6 @@ def _check_run_key_free(samples, run_key):
 def _output_fields(run_key, metric):
     suffixes = runs.OUTPUT_SUFFIXES + (runs.SCORE_SUFFIXES[metric],)
     return [runs.output_field(run_key, s) for s in suffixes]
-
-
-def _write_groups(samples, run_key, metric, ids, groups, tag):
-    group_f, role_f, kept_f, score_f = _output_fields(run_key, metric)
-    members = np.flatnonzero(groups.role != grouping.NONE)
-    group_v, role_v, kept_v, score_v = {}, {}, {}, {}
-    same = 1.0 if metric == "cosine" else 0
-    for i in members:
-        sid = ids[i]
-        group_v[sid] = int(groups.group[i])
-        if groups.role[i] == grouping.KEPT:
-            role_v[sid] = ROLE_KEPT
-            kept_v[sid] = sid
-            score_v[sid] = same
-        else:
-            role_v[sid] = ROLE_DUPLICATE
-            kept_v[sid] = ids[groups.kept[i]]
-            score_v[sid] = _score_value(groups.score[i], metric)
-
-    score_type = fof.FloatField if metric == "cosine" else fof.IntField
-    for name, ftype, values in (
-        (group_f, fof.IntField, group_v),
-        (role_f, fof.StringField, role_v),
-        (kept_f, fof.StringField, kept_v),
-        (score_f, score_type, score_v),
-    ):
-        _ensure_field(samples, name, ftype)
-        if values:
-            samples.set_values(name, values, key_field="id")
-
-    if tag:
-        dup_ids = [ids[i] for i in np.flatnonzero(groups.role == grouping.DUPLICATE)]
-        if dup_ids:
-            samples.select(dup_ids).tag_samples(tag)
 
 
 def _score_value(score, metric):

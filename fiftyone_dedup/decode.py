@@ -31,6 +31,16 @@ DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
 _PIL_GUARD_LOCK = threading.Lock()
 
+try:  # HEIC/HEIF (iPhone photos) when pillow-heif is installed
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF = True
+except Exception:  # noqa: BLE001 - optional decoder
+    HEIF = False
+
+_HEIF_EXTENSIONS = (".heic", ".heif", ".avif")
+
 
 class DecodeError(Exception):
     """An image could not be decoded; the message says why."""
@@ -74,6 +84,8 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False)
         with _bomb_guard_disabled():
             img = Image.open(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise DecodeError("broken symbolic link (its target does not exist)") from None
         raise DecodeError("file not found") from None
     except PermissionError:
         raise DecodeError("permission denied") from None
@@ -83,6 +95,10 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False)
         size = _file_size(path)
         if size == 0:
             raise DecodeError("empty file (0 bytes)") from None
+        if not HEIF and str(path).lower().endswith(_HEIF_EXTENSIONS):
+            raise DecodeError(
+                "HEIC/HEIF image, and no decoder is installed (pip install pillow-heif)"
+            ) from None
         raise DecodeError("not an image PIL can identify") from None
     except OSError as e:
         raise DecodeError(f"cannot open: {e}") from None
@@ -127,7 +143,9 @@ def to_rgb(img):
         if arr.ndim == 3:  # pragma: no cover - multi-band int modes are rare
             arr = arr[..., 0]
         top = float(arr.max()) if arr.size else 0.0
-        if mode.startswith("I;16") or 255.0 < top <= 65535.0:
+        if mode == "F" and top <= 1.0:
+            arr = arr * 255.0  # floats in [0, 1]
+        elif mode.startswith("I;16") or 255.0 < top <= 65535.0:
             arr = arr / 257.0
         elif top > 65535.0:
             arr = arr * (255.0 / top)

@@ -8,14 +8,12 @@ the whole command-line flow on it: the duplicates move, with their labels,
 to ``<dir>/duplicates``.
 """
 
-import argparse
 import importlib.util
 import json
 import logging
 import os
 import shutil
 
-import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 logger = logging.getLogger(__name__)

@@ -28,6 +28,9 @@ IMAGE_EXTENSIONS = frozenset(
 #: the sample field naming the folder a sample came from
 SOURCE_FIELD = "source_dir"
 
+#: the sample field holding the rank of the sample's folder in ``-d``
+ORDER_FIELD = "source_order"
+
 #: the label field annotations load into
 LABEL_FIELD = "ground_truth"
 
@@ -69,7 +72,28 @@ def looks_like_image(path):
     return any(head.startswith(m) for m in _MAGIC)
 
 
-def scan_images(directory, exclude=()):
+def printable_path(path):
+    """A path as text that can be printed and stored, even when its name is
+    not valid UTF-8 (undecodable bytes become ``\\xNN``).
+
+    Args:
+        path: a path
+
+    Returns:
+        a string
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8_ok(path):
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def scan_images(directory, exclude=(), skipped=None):
     """Lists the image files under a folder, recursively, sorted.
 
     Files with an image extension are listed whether or not they decode (a
@@ -82,6 +106,9 @@ def scan_images(directory, exclude=()):
     Args:
         directory: the folder
         exclude (()): absolute folder paths not to descend into
+        skipped (None): an optional list that receives ``{"path", "error"}``
+            for image files that cannot be used at all (names that are not
+            valid UTF-8, which FiftyOne cannot store)
 
     Returns:
         a sorted list of absolute paths
@@ -105,11 +132,49 @@ def scan_images(directory, exclude=()):
                 continue
             path = os.path.join(root, name)
             ext = os.path.splitext(name)[1].lower()
-            if ext in IMAGE_EXTENSIONS:
-                out.append(path)
-            elif not ext and looks_like_image(path):
-                out.append(path)
+            if ext in IMAGE_EXTENSIONS or (not ext and looks_like_image(path)):
+                reason = _unusable_reason(path)
+                if reason is None:
+                    out.append(path)
+                elif skipped is not None:
+                    skipped.append({"path": printable_path(path), "error": reason})
     return sorted(out)
+
+
+def _unusable_reason(path):
+    # files FiftyOne cannot hold as image samples at all
+    if not _utf8_ok(path):
+        return (
+            "file name is not valid UTF-8, which FiftyOne cannot store; "
+            "rename the file"
+        )
+    import fiftyone.core.media as fom
+
+    if fom.get_media_type(path) != fom.IMAGE:
+        kind = _sniff_format(path)
+        hint = f" (it looks like a {kind} image)" if kind else ""
+        return (
+            "FiftyOne needs a known image file extension to hold an image"
+            f"{hint}; rename the file with its extension"
+        )
+    return None
+
+
+def _sniff_format(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    for magic, name in (
+        (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"),
+        (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+    ):
+        if head.startswith(magic):
+            return name
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
 
 
 def images_dir(directory, data_dir=True):
@@ -117,12 +182,24 @@ def images_dir(directory, data_dir=True):
 
     Args:
         directory: the dataset folder
-        data_dir (True): whether images are in ``directory/data``
+        data_dir (True): whether images are in ``directory/data`` (YOLOv5
+            datasets, which have ``dataset.yaml`` and ``images/<split>/``
+            instead, use ``directory/images``)
 
     Returns:
         the images folder
     """
-    return os.path.join(directory, "data") if data_dir else directory
+    if not data_dir:
+        return directory
+    data = os.path.join(directory, "data")
+    yolo = os.path.join(directory, "images")
+    if (
+        not os.path.isdir(data)
+        and os.path.isfile(os.path.join(directory, "dataset.yaml"))
+        and os.path.isdir(yolo)
+    ):
+        return yolo
+    return data
 
 
 def check_dirs(dirs, data_dir=True):
@@ -204,8 +281,9 @@ def load_folders(
         progress (None): FiftyOne's ``progress`` argument
 
     Returns:
-        a tuple ``(dataset, layouts)``: the dataset and, per folder, the
-        detected layout name or ``None``
+        a tuple ``(dataset, layouts, skipped)``: the dataset; per folder, the
+        detected layout name or ``None``; and ``{"path", "error"}`` dicts for
+        image files that could not be added at all
 
     Raises:
         FolderError: if a folder is unusable or matches no layout
@@ -215,23 +293,15 @@ def load_folders(
     dirs = check_dirs(dirs, data_dir=data_dir)
     name = name or default_dataset_name(dirs)
 
-    plans = []
+    plans, skipped = [], []
     for d in dirs:
         layout = None
         if annotations:
             layout = lay.resolve_layout(d, data_dir=data_dir, dataset_type=dataset_type)
-        files = scan_images(images_dir(d, data_dir), exclude=exclude)
+        files = scan_images(images_dir(d, data_dir), exclude=exclude, skipped=skipped)
         plans.append((d, layout, files))
 
-    if fo.dataset_exists(name):
-        dataset = fo.load_dataset(name)
-        if dataset.media_type not in (None, "image"):
-            raise FolderError(
-                f"Dataset '{name}' exists and does not hold images; choose "
-                "another --dataset name"
-            )
-    else:
-        dataset = fo.Dataset(name, persistent=True)
+    dataset = _open_dataset(name)
     if not dataset.has_sample_field(SOURCE_FIELD):
         dataset.add_sample_field(SOURCE_FIELD, fo.StringField)
     dataset.create_index("filepath", unique=True)
@@ -275,9 +345,57 @@ def load_folders(
     dataset.save()
     logger.info(
         "Dataset '%s': %d sample(s) (%d new, %d removed)",
-        name, len(dataset), len(new), len(gone),
+        name, dataset.count("id"), len(new), len(gone),
     )
-    return dataset, {d: (layout.name if layout else None) for d, layout, _ in plans}
+    return (
+        dataset,
+        {d: (layout.name if layout else None) for d, layout, _ in plans},
+        skipped,
+    )
+
+
+def folder_order_view(dataset, dirs):
+    """The dataset's samples in folder order (as given), then by file path:
+    the order the ``"first"`` keep policy follows.
+
+    Args:
+        dataset: a dataset from :func:`load_folders`
+        dirs: the folders, in the order given
+
+    Returns:
+        a ``DatasetView``
+    """
+    rank = {d: i for i, d in enumerate(dirs)}
+    ids, sources = dataset.values(["id", SOURCE_FIELD])
+    if not dataset.has_sample_field(ORDER_FIELD):
+        dataset.add_sample_field(ORDER_FIELD, fo.IntField)
+    dataset.set_values(
+        ORDER_FIELD,
+        {i: rank.get(s, len(rank)) for i, s in zip(ids, sources)},
+        key_field="id",
+    )
+    return dataset.sort_by([(ORDER_FIELD, 1), ("filepath", 1)])
+
+
+def _open_dataset(name):
+    if not fo.dataset_exists(name):
+        return fo.Dataset(name, persistent=True)
+    dataset = fo.load_dataset(name)
+    if dataset.media_type not in (None, "image"):
+        raise FolderError(
+            f"Dataset '{name}' exists and does not hold images; choose "
+            "another --dataset name"
+        )
+    if dataset.media_type is None and dataset.count("id") > 0:
+        # an interrupted run added samples but not the dataset's media type;
+        # it holds only what the folders give again, so rebuild it
+        logger.warning(
+            "Dataset '%s' was left incomplete by an interrupted run; rebuilding it",
+            name,
+        )
+        dataset.delete()
+        return fo.Dataset(name, persistent=True)
+    return dataset
 
 
 def write_json(path, obj):

@@ -244,6 +244,153 @@ def _renumber(groups, order):
     return groups
 
 
+#: the grouping methods
+METHODS = ("near", "components", "dbscan")
+
+#: the guards against chaining
+GUARDS = ("kept", "complete")
+
+
+def restrict_pairs(keys, pair_a, pair_b, pair_score, clusters, guard_score, similarity=False):
+    """The pairs inside one cluster and within a guard.
+
+    Args:
+        keys: ``(n,)`` item -> encoding index
+        pair_a: encoding indices
+        pair_b: encoding indices
+        pair_score: scores of the pairs
+        clusters: ``(n,)`` item cluster labels (-1: in no cluster)
+        guard_score: the loosest score a pair may have
+        similarity (False): whether scores are similarities
+
+    Returns:
+        the kept ``(a, b, score)`` arrays
+    """
+    a = np.asarray(pair_a, dtype=np.int64)
+    b = np.asarray(pair_b, dtype=np.int64)
+    s = np.asarray(pair_score, dtype=np.float64)
+    key_cluster = np.full(int(np.max(keys)) + 1 if len(keys) else 0, -1, dtype=np.int64)
+    key_cluster[keys] = clusters
+    ok = (key_cluster[a] == key_cluster[b]) & (key_cluster[a] >= 0)
+    ok &= (s >= guard_score) if similarity else (s <= guard_score)
+    return a[ok], b[ok], s[ok]
+
+
+def dbscan_labels(keys, pair_a, pair_b, pair_score, eps, min_samples=1, similarity=False):
+    """scikit-learn's DBSCAN on the encodings, fed the sparse near-match graph.
+
+    Identical encodings are one point weighted by their count, which is
+    exactly DBSCAN on every item; no dense matrix is built.
+
+    Args:
+        keys: ``(n,)`` item -> encoding index
+        pair_a: encoding indices
+        pair_b: encoding indices
+        pair_score: distances (or similarities) of the pairs; every pair
+            within ``eps`` must be listed
+        eps: the neighbourhood radius, as a distance (bits, or ``1 -
+            similarity`` for cosine)
+        min_samples (1): DBSCAN's ``min_samples``; 1 makes every point core,
+            so clusters are the connected components of the eps-graph
+        similarity (False): whether scores are similarities
+
+    Returns:
+        ``(n,)`` int array of cluster labels, -1 for noise
+    """
+    from sklearn.cluster import DBSCAN
+
+    keys = np.asarray(keys, dtype=np.int64)
+    n_keys = int(keys.max()) + 1 if len(keys) else 0
+    if n_keys == 0:
+        return np.zeros(0, dtype=np.int64)
+    s = np.asarray(pair_score, dtype=np.float64)
+    dist = 1.0 - s if similarity else s
+    a = np.asarray(pair_a, dtype=np.int64)
+    b = np.asarray(pair_b, dtype=np.int64)
+    ok = dist <= eps
+    a, b, dist = a[ok], b[ok], np.maximum(dist[ok], 0.0)
+    # explicit zeros are kept: identical-but-distinct encodings are neighbours
+    graph = sp.csr_matrix(
+        (np.r_[dist, dist], (np.r_[a, b], np.r_[b, a])), shape=(n_keys, n_keys)
+    )
+    weights = np.bincount(keys, minlength=n_keys).astype(np.float64)
+    labels = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(
+        graph, sample_weight=weights
+    ).labels_
+    return labels[keys]
+
+
+def complete_groups(keys, pair_a, pair_b, pair_score, order=None, similarity=False):
+    """Greedy complete-link groups in keep-priority order.
+
+    Like :func:`star_groups`, but a member joins a group only if it is a near
+    match of every member already in it, so no two members of a group are
+    farther apart than the pairs allow.
+
+    Args:
+        keys: ``(n,)`` item -> encoding index
+        pair_a: encoding indices
+        pair_b: encoding indices
+        pair_score: scores of the pairs (all within the guard)
+        order (None): items in keep-priority order
+        similarity (False): whether scores are similarities
+
+    Returns:
+        a :class:`Groups`
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    n = len(keys)
+    order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    same = 1.0 if similarity else 0.0
+    edges = {}
+    for a, b, sc in zip(np.asarray(pair_a).tolist(), np.asarray(pair_b).tolist(),
+                        np.asarray(pair_score, dtype=float).tolist()):
+        if a != b:
+            edges[(min(a, b), max(a, b))] = sc
+    neighbours = {}
+    for (a, b), sc in edges.items():
+        neighbours.setdefault(a, []).append((b, sc))
+        neighbours.setdefault(b, []).append((a, sc))
+    members = {}
+    for item in np.argsort(keys, kind="stable").tolist():
+        members.setdefault(int(keys[item]), []).append(item)
+
+    group = np.full(n, -1, dtype=np.int64)
+    role = np.zeros(n, dtype=np.int8)
+    kept = np.full(n, -1, dtype=np.int64)
+    score = np.full(n, np.nan)
+    assigned = np.zeros(n, dtype=bool)
+    num_groups = 0
+    for item in order.tolist():
+        if assigned[item]:
+            continue
+        k = int(keys[item])
+        cand = [(c, same) for c in members[k] if c != item and not assigned[c]]
+        for nk, sc in neighbours.get(k, ()):
+            cand += [(c, sc) for c in members[nk] if not assigned[c]]
+        if not cand:
+            continue
+        # closest first, then by priority
+        cand.sort(key=lambda cs: ((-cs[1] if similarity else cs[1]), rank[cs[0]]))
+        in_group = {k}
+        chosen = []
+        for c, sc in cand:
+            kc = int(keys[c])
+            if all(kc == g or (min(kc, g), max(kc, g)) in edges for g in in_group):
+                chosen.append((c, sc))
+                in_group.add(kc)
+        if not chosen:
+            continue
+        g = num_groups
+        num_groups += 1
+        assigned[item], group[item], role[item] = True, g, KEPT
+        for c, sc in chosen:
+            assigned[c], group[c], role[c], kept[c], score[c] = True, g, DUPLICATE, item, sc
+    return _renumber(Groups(group=group, role=role, kept=kept, score=score), order)
+
+
 def connected_components(n, pair_a, pair_b):
     """Connected components of the near-match graph.
 

@@ -177,8 +177,89 @@ def hash_file(
         return None, f"{type(e).__name__}: {e}"
 
 
+#: transforms whose hashes make matching invariant to them
+INVARIANCES = {
+    "flip": (Image.Transpose.FLIP_LEFT_RIGHT,),
+    "rotation": (
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_180,
+        Image.Transpose.ROTATE_270,
+    ),
+    "dihedral": (
+        Image.Transpose.FLIP_LEFT_RIGHT,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_180,
+        Image.Transpose.ROTATE_270,
+        Image.Transpose.FLIP_TOP_BOTTOM,
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.TRANSVERSE,
+    ),
+}
+
+
+def validate_invariance(invariance):
+    """Checks an invariance name.
+
+    Args:
+        invariance: ``None``, ``"flip"`` (mirror), ``"rotation"`` (90, 180,
+            270 degrees) or ``"dihedral"`` (all flips and rotations)
+
+    Returns:
+        the name, or None
+
+    Raises:
+        ValueError: naming the choices
+    """
+    if invariance in (None, "none"):
+        return None
+    if invariance not in INVARIANCES:
+        raise ValueError(
+            f"Unknown invariance {invariance!r}; expected None, "
+            f"{', '.join(INVARIANCES)}"
+        )
+    return invariance
+
+
+def hash_file_variants(
+    path,
+    method="dhash",
+    invariance="flip",
+    exact=False,
+    max_pixels=decode.DEFAULT_MAX_PIXELS,
+):
+    """Hashes an image and its flipped/rotated versions, decoding it once.
+
+    Args:
+        path: the image path
+        method ("dhash"): one of :data:`METHODS`
+        invariance ("flip"): a key of :data:`INVARIANCES`
+        exact (False): decode JPEGs fully
+        max_pixels (decode.DEFAULT_MAX_PIXELS): refuse larger images
+
+    Returns:
+        a tuple ``(hash, variant_hashes, error)``
+    """
+    method = validate_method(method)
+    hasher = _HASHERS[method]
+    draft = None if exact else DRAFT_SIZES[method]
+    try:
+        img = decode.load_rgb(path, draft_size=draft, max_pixels=max_pixels, luma=True)
+        base = hasher(img)
+        variants = [hasher(img.transpose(t)) for t in INVARIANCES[invariance]]
+        return base, variants, None
+    except decode.DecodeError as e:
+        return None, None, str(e)
+    except Exception as e:  # noqa: BLE001 - one bad file never stops a run
+        logger.debug("Failed to hash %s", path, exc_info=True)
+        return None, None, f"{type(e).__name__}: {e}"
+
+
 def _hash_task(args):
-    path, method, exact, max_pixels = args
+    path, method, exact, max_pixels, invariance = args
+    if invariance:
+        return hash_file_variants(
+            path, method=method, invariance=invariance, exact=exact, max_pixels=max_pixels
+        )
     return hash_file(path, method=method, exact=exact, max_pixels=max_pixels)
 
 
@@ -209,6 +290,7 @@ def hash_files(
     exact=False,
     num_workers=None,
     max_pixels=decode.DEFAULT_MAX_PIXELS,
+    invariance=None,
 ):
     """Hashes image files in a process pool, yielding results in order.
 
@@ -219,16 +301,20 @@ def hash_files(
         num_workers (None): the number of worker processes; ``None`` for one
             per CPU, ``0`` or ``1`` to hash in this process
         max_pixels (decode.DEFAULT_MAX_PIXELS): refuse larger images
+        invariance (None): also hash flipped/rotated versions (see
+            :data:`INVARIANCES`)
 
     Yields:
-        a ``(hash, error)`` tuple per path, in the order of ``paths``
+        a ``(hash, error)`` tuple per path, in the order of ``paths``; with
+        ``invariance``, ``(hash, variant_hashes, error)``
     """
     method = validate_method(method)
+    invariance = validate_invariance(invariance)
     paths = list(paths)
     if num_workers is None:
         num_workers = default_num_workers()
 
-    tasks = ((p, method, exact, max_pixels) for p in paths)
+    tasks = ((p, method, exact, max_pixels, invariance) for p in paths)
     if num_workers <= 1 or len(paths) < _MIN_FILES_FOR_POOL:
         yield from map(_hash_task, tasks)
         return

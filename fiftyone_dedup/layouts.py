@@ -182,6 +182,8 @@ def import_labels(directory, layout, data_dir=True, progress=None):
     try:
         if layout.name == "yolov5":
             return _import_yolov5(directory, progress)
+        if layout.name == "coco":
+            return _import_coco(directory, data_dir, progress)
         return fo.Dataset.from_dir(
             dataset_dir=directory,
             dataset_type=layout.dataset_type,
@@ -193,6 +195,43 @@ def import_labels(directory, layout, data_dir=True, progress=None):
             f"Cannot read the {layout.name} annotations in {directory}: "
             f"{type(e).__name__}: {e}"
         ) from e
+
+
+def _import_coco(directory, data_dir, progress):
+    """COCO import that survives annotations of images that are gone: those
+    become samples without labels, which the encoder reports as missing."""
+    import tempfile
+
+    data = os.path.join(directory, "data") if data_dir else directory
+    labels_path = os.path.join(directory, "labels.json")
+    with open(labels_path, "r", encoding="utf-8") as f:
+        coco = json.load(f)
+    images = coco.get("images") or []
+    present = [im for im in images if os.path.isfile(os.path.join(data, str(im.get("file_name", ""))))]
+    missing = [im for im in images if im not in present]
+    kwargs = dict(dataset_type=fo.types.COCODetectionDataset, data_path=data,
+                  label_field="ground_truth", progress=progress)
+    if not missing:
+        return fo.Dataset.from_dir(labels_path=labels_path, **kwargs)
+    logger.warning(
+        "%s lists %d image(s) missing from %s; they are reported as missing",
+        labels_path, len(missing), data,
+    )
+    kept_ids = {im.get("id") for im in present}
+    filtered = dict(coco)
+    filtered["images"] = present
+    filtered["annotations"] = [
+        a for a in coco.get("annotations") or [] if a.get("image_id") in kept_ids
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_labels = os.path.join(tmp, "labels.json")
+        with open(tmp_labels, "w", encoding="utf-8") as f:
+            json.dump(filtered, f)
+        dataset = fo.Dataset.from_dir(labels_path=tmp_labels, **kwargs)
+    dataset.add_samples(
+        [fo.Sample(filepath=os.path.join(data, str(im.get("file_name")))) for im in missing]
+    )
+    return dataset
 
 
 def _import_yolov5(directory, progress):

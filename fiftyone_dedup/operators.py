@@ -149,7 +149,10 @@ def _encoder_inputs(ctx, inputs, hashes_only=False):
         ),
         view=choices,
     )
-    return encoders.get_encoder(ctx.params.get("encoder") or "dhash")
+    try:
+        return encoders.get_encoder(ctx.params.get("encoder") or "dhash")
+    except ValueError:
+        return encoders.get_encoder("dhash")  # the enum flags the bad value
 
 
 def _encoder_description(spec):
@@ -212,19 +215,103 @@ def _run_key_input(ctx, inputs, view, default=core.DEFAULT_RUN_KEY):
         )
 
 
-def _keep_input(ctx, inputs):
+_KEEP_LABELS = {
+    "first": "First in order",
+    "largest_resolution": "Largest resolution",
+    "largest_file": "Largest file",
+    "most_labels": "Most labels",
+    "oldest": "Oldest file",
+    "newest": "Newest file",
+    "priority": "By dataset / folder priority",
+}
+
+
+def _keep_input(ctx, inputs, view):
+    """The keep policy: named policies, plus highest/lowest of any numeric
+    field of the target."""
     choices = types.DropdownView()
     for policy in keep_policies.POLICIES:
-        choices.add_choice(policy, label=policy)
+        choices.add_choice(policy, label=_KEEP_LABELS.get(policy, policy))
+    numeric = (fo.IntField, fo.FloatField, fo.DateTimeField, fo.DateField)
+    for name, field in sorted(view.get_field_schema().items()):
+        if isinstance(field, numeric) and not name.startswith("_"):
+            choices.add_choice(f"max:{name}", label=f"Highest {name}")
+            choices.add_choice(f"min:{name}", label=f"Lowest {name}")
     inputs.enum(
         "keep",
         choices.values(),
         default="first",
         required=False,
         label="Keep",
-        description="Which member of each group is kept",
+        description="Which member of each group is kept; ties go to the first",
         view=choices,
     )
+    if ctx.params.get("keep") == "priority":
+        prop = inputs.list(
+            "priority",
+            types.String(),
+            required=True,
+            label="Priority",
+            description=(
+                "Dataset names or folders, most wanted first: a group keeps "
+                "a sample from the first one that has a member"
+            ),
+        )
+        if not ctx.params.get("priority"):
+            prop.invalid = True
+            prop.error_message = "Give at least one dataset name or folder"
+
+
+def _grouping_inputs(ctx, inputs, spec):
+    """Advanced grouping choices: method, chain guard, invariance."""
+    inputs.bool(
+        "advanced",
+        default=False,
+        label="Grouping options",
+        description="Grouping method, chain guard, flip/rotation invariance",
+    )
+    if not ctx.params.get("advanced", False):
+        return
+    methods = types.DropdownView()
+    methods.add_choice(
+        "near", label="Near matches",
+        description="A kept sample and the near matches assigned to it (safest)",
+    )
+    methods.add_choice(
+        "components", label="Chains",
+        description="Whole chains of near matches, split by the guard",
+    )
+    methods.add_choice(
+        "dbscan", label="DBSCAN",
+        description="scikit-learn DBSCAN, eps from the threshold, split by the guard",
+    )
+    inputs.enum("grouping", methods.values(), default="near", label="Grouping", view=methods)
+    guards = types.DropdownView()
+    guards.add_choice(
+        "kept", label="Near the kept sample",
+        description="Every duplicate within the threshold of its kept sample",
+    )
+    guards.add_choice(
+        "complete", label="Near every member",
+        description="Every two members of a group within the threshold (strictest)",
+    )
+    inputs.enum("guard", guards.values(), default="kept", label="Chain guard", view=guards)
+    if ctx.params.get("grouping") == "dbscan":
+        inputs.int(
+            "min_samples", default=1, min=1, label="DBSCAN min_samples",
+            description="1 groups every near match (the seed's notebook)",
+        )
+    if spec.is_hash:
+        inv = types.DropdownView()
+        inv.add_choice("none", label="None")
+        inv.add_choice("flip", label="Mirrored copies")
+        inv.add_choice("rotation", label="Rotated copies (90/180/270)")
+        inv.add_choice("dihedral", label="Mirrored and rotated copies")
+        inputs.enum(
+            "invariance", inv.values(), default="none", label="Also match",
+            description="Costs extra hashing and one search per variant",
+            view=inv,
+        )
 
 
 def _field_input(ctx, inputs, spec):
@@ -349,6 +436,11 @@ class FindDuplicates(foo.Operator):
         field=None,
         run_key=core.DEFAULT_RUN_KEY,
         keep="first",
+        priority=None,
+        grouping="near",
+        guard="kept",
+        min_samples=1,
+        invariance=None,
         tag=core.DEFAULT_TAG,
         delegate=False,
     ):
@@ -361,7 +453,13 @@ class FindDuplicates(foo.Operator):
             encoder ("dhash"): the encoder
             field (None): the encodings field; defaults to the encoder's
             run_key ("dedup"): the run key
-            keep ("first"): the keep policy
+            keep ("first"): the keep policy (a name, ``"max:<field>"`` or
+                ``"min:<field>"``)
+            priority (None): for ``keep="priority"``, datasets or folders
+            grouping ("near"): ``"near"``, ``"components"`` or ``"dbscan"``
+            guard ("kept"): ``"kept"`` or ``"complete"``
+            min_samples (1): DBSCAN's ``min_samples``
+            invariance (None): ``"flip"``, ``"rotation"`` or ``"dihedral"``
             tag ("duplicate"): the tag for duplicates
             delegate (False): schedule instead of running now
 
@@ -378,7 +476,14 @@ class FindDuplicates(foo.Operator):
             keep=keep,
             tag=tag,
             open_view=False,
+            advanced=True,
+            grouping=grouping,
+            guard=guard,
+            min_samples=min_samples,
+            invariance=invariance or "none",
         )
+        if priority:
+            params["priority"] = list(priority)
         result = _execute_operator(self, sample_collection, params, delegate)
         if delegate:
             return result
@@ -390,7 +495,8 @@ class FindDuplicates(foo.Operator):
         if view is not None:
             spec = _encoder_inputs(ctx, inputs)
             _threshold_input(ctx, inputs, spec)
-            _keep_input(ctx, inputs)
+            _keep_input(ctx, inputs, view)
+            _grouping_inputs(ctx, inputs, spec)
             _run_key_input(ctx, inputs, view)
             _field_input(ctx, inputs, spec)
             inputs.str(
@@ -421,9 +527,11 @@ class FindDuplicates(foo.Operator):
                 encoder=spec.name,
                 field=params.get("field") or spec.default_field,
                 run_key=run_key,
-                keep=params.get("keep", "first"),
+                keep=params.get("keep") or "first",
+                priority=params.get("priority"),
                 tag=params.get("tag", core.DEFAULT_TAG),
                 progress=progress,
+                **_grouping_params(params, spec),
             )
 
         results = yield from _run_in_app(ctx, work)
@@ -440,6 +548,18 @@ class FindDuplicates(foo.Operator):
         return types.Property(outputs, view=types.View(label="Duplicates found"))
 
 
+def _grouping_params(params, spec):
+    out = {
+        "grouping": params.get("grouping") or "near",
+        "guard": params.get("guard") or "kept",
+        "min_samples": params.get("min_samples") or 1,
+    }
+    invariance = params.get("invariance")
+    if spec.is_hash and invariance not in (None, "none"):
+        out["invariance"] = invariance
+    return out
+
+
 def _summary_text(summary):
     text = (
         f"{summary['num_duplicates']} duplicate(s) in {summary['num_groups']} "
@@ -448,6 +568,188 @@ def _summary_text(summary):
     if summary.get("num_failed"):
         text += f"; {summary['num_failed']} image(s) could not be read"
     return text
+
+
+class FindCrossDuplicates(foo.Operator):
+    """Finds duplicates between this dataset (or view) and other datasets."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="find_cross_duplicates",
+            label="Dedup: find duplicates across datasets",
+            description=(
+                "Which images of this target are already in other datasets "
+                "(query vs reference), or duplicates within and across them"
+            ),
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def __call__(
+        self, sample_collection, datasets, mode="query", threshold=None,
+        encoder="dhash", run_key=core.DEFAULT_RUN_KEY, write_reference=True,
+        delegate=False,
+    ):
+        """Runs the operator from Python.
+
+        Args:
+            sample_collection: the query dataset or view
+            datasets: names of the other datasets
+            mode ("query"): ``"query"`` (against the others as reference) or
+                ``"union"`` (within and across all)
+            threshold (None): the threshold; defaults to the encoder's
+            encoder ("dhash"): the encoder
+            run_key ("dedup"): the run key in every dataset
+            write_reference (True): record the run in the reference datasets
+            delegate (False): schedule instead of running now
+
+        Returns:
+            the run's summary dict, or the ``ExecutionResult`` of a
+            scheduled run
+        """
+        spec = encoders.get_encoder(encoder)
+        params = dict(
+            datasets=list(datasets), mode=mode, encoder=spec.name,
+            threshold=spec.default_threshold if threshold is None else threshold,
+            run_key=run_key, write_reference=write_reference, open_view=False,
+        )
+        result = _execute_operator(self, sample_collection, params, delegate)
+        if delegate:
+            return result
+        return core.load_run(sample_collection, run_key).summary
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        view = _target_inputs(ctx, inputs, "search")
+        if view is not None:
+            others = [n for n in fo.list_datasets() if n != ctx.dataset.name]
+            choices = types.DropdownView(multiple=True)
+            for name in others:
+                choices.add_choice(name, label=name)
+            prop = inputs.list(
+                "datasets",
+                types.String(),
+                required=True,
+                label="Other datasets",
+                description="The datasets to compare this target with",
+                view=choices,
+            )
+            picked = ctx.params.get("datasets") or []
+            missing = [d for d in picked if d not in others]
+            if not others:
+                prop.invalid = True
+                prop.error_message = "There are no other datasets"
+            elif missing:
+                prop.invalid = True
+                prop.error_message = f"Unknown dataset(s): {', '.join(missing)}"
+            modes = types.RadioGroup()
+            modes.add_choice(
+                "query", label="Against them (query vs reference)",
+                description=(
+                    "Only pairs between this target and the others: which of "
+                    "these images are already there; the others always keep"
+                ),
+            )
+            modes.add_choice(
+                "union", label="Within and across all",
+                description="Duplicates anywhere in this target and the others",
+            )
+            inputs.enum("mode", modes.values(), default="query", label="Search", view=modes)
+            spec = _encoder_inputs(ctx, inputs)
+            _threshold_input(ctx, inputs, spec)
+            _run_key_input(ctx, inputs, view)
+            if ctx.params.get("mode", "query") == "query":
+                inputs.bool(
+                    "write_reference",
+                    default=True,
+                    label="Record the run in the other datasets too",
+                    description="Off leaves the reference datasets untouched",
+                )
+            inputs.bool(
+                "open_view", default=True, label="Show the matches when done",
+            )
+        return types.Property(
+            inputs, view=types.View(label="Find duplicates across datasets")
+        )
+
+    def execute(self, ctx):
+        view = ctx.target_view()
+        params = ctx.params
+        spec = encoders.get_encoder(params.get("encoder", "dhash"))
+        run_key = params.get("run_key") or core.DEFAULT_RUN_KEY
+        others = [fo.load_dataset(name) for name in params.get("datasets") or []]
+
+        def work(progress):
+            if params.get("mode", "query") == "union":
+                return core.find_duplicates(
+                    [view] + others, threshold=params.get("threshold"),
+                    encoder=spec.name, run_key=run_key, progress=progress,
+                )
+            return core.find_cross_duplicates(
+                view, others, threshold=params.get("threshold"),
+                encoder=spec.name, run_key=run_key,
+                write_reference=params.get("write_reference", True),
+                progress=progress,
+            )
+
+        results = yield from _run_in_app(ctx, work)
+        if ctx.delegated:
+            return
+        yield ctx.ops.reload_dataset()
+        if params.get("open_view", True) and results.summary["num_cross"]:
+            from fiftyone_dedup import review
+
+            yield ctx.ops.set_view(review.build_view(view, run_key, "cross"))
+        yield ctx.ops.notify(_summary_text(results.summary))
+
+
+class ShowDistanceHistogram(foo.Operator):
+    """Plots the match distances of a run near its threshold."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="show_distance_histogram",
+            label="Dedup: plot match distances",
+            description=(
+                "A histogram of the distances of matched pairs near the "
+                "threshold, to help choose a threshold"
+            ),
+            dynamic=True,
+            view_target=False,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        _existing_run_input(ctx, inputs)
+        return types.Property(inputs, view=types.View(label="Plot match distances"))
+
+    def execute(self, ctx):
+        results = core.load_run(ctx.dataset, ctx.params["run_key"])
+        if not results.histogram:
+            raise ValueError(
+                f"Run '{ctx.params['run_key']}' recorded no histogram; run it "
+                "again with the histogram on"
+            )
+        return {"histogram": results.histogram, "summary": _summary_text(results.summary)}
+
+    def resolve_output(self, ctx):
+        from fiftyone_dedup import review
+
+        outputs = types.Object()
+        result = ctx.results or {}
+        outputs.str("summary", label="Run")
+        hist = result.get("histogram")
+        if hist:
+            fig = review.histogram_figure(hist)
+            outputs.view(
+                "plot",
+                types.PlotlyView(data=fig["data"], layout=fig["layout"]),
+            )
+        return types.Property(outputs, view=types.View(label="Match distances"))
 
 
 class ShowDuplicates(foo.Operator):
@@ -830,7 +1132,14 @@ class RestoreDuplicates(foo.Operator):
 
 
 OPERATORS = (
-    ComputeHashes, FindDuplicates, ShowDuplicates, ClearDuplicates, MoveDuplicates, RestoreDuplicates,
+    ComputeHashes,
+    FindDuplicates,
+    FindCrossDuplicates,
+    ShowDuplicates,
+    ShowDistanceHistogram,
+    ClearDuplicates,
+    MoveDuplicates,
+    RestoreDuplicates,
 )
 
 

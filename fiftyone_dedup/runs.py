@@ -25,8 +25,10 @@ OUTPUT_SUFFIXES = ("group", "role", "kept_id")
 #: similarity for embeddings
 SCORE_SUFFIXES = {"hamming": "distance", "cosine": "similarity"}
 
-#: extra per-sample fields of cross-dataset runs
-CROSS_SUFFIXES = ("kept_dataset", "kept_filepath")
+#: extra per-sample fields of runs over several collections: the kept
+#: sample's dataset and filepath, and whether the sample's group spans
+#: collections
+CROSS_SUFFIXES = ("kept_dataset", "kept_filepath", "cross")
 
 
 def output_field(run_key, suffix):
@@ -58,7 +60,16 @@ class DedupRunConfig(fors.RunConfig):
         output_fields (None): the per-sample fields the run wrote
         cross_datasets (None): for cross-dataset runs, the names of the other
             datasets taking part
-        mode (None): for cross-dataset runs, ``"query"`` or ``"union"``
+        mode (None): ``"within"``, ``"union"`` or ``"query"``
+        role (None): this dataset's part: ``"member"``, ``"query"``,
+            ``"reference"`` (or several, joined by ``+``)
+        guard ("kept"): the guard against chaining
+        guard_threshold (None): the guard's threshold
+        min_samples (1): DBSCAN's ``min_samples``
+        priority (None): the list of the ``"priority"`` keep policy
+        model (None): the embedding model, for CNN runs
+        invariance (None): the flip/rotation invariance used, if any
+        saved_views (None): the saved views the run created
         **kwargs: other JSON-serializable parameters
     """
 
@@ -74,6 +85,14 @@ class DedupRunConfig(fors.RunConfig):
         output_fields=None,
         cross_datasets=None,
         mode=None,
+        role=None,
+        guard="kept",
+        guard_threshold=None,
+        min_samples=1,
+        priority=None,
+        model=None,
+        invariance=None,
+        saved_views=None,
         **kwargs,
     ):
         kwargs.setdefault("method", METHOD)
@@ -88,6 +107,14 @@ class DedupRunConfig(fors.RunConfig):
         self.output_fields = list(output_fields or [])
         self.cross_datasets = list(cross_datasets or [])
         self.mode = mode
+        self.role = role
+        self.guard = guard
+        self.guard_threshold = guard_threshold
+        self.min_samples = min_samples
+        self.priority = list(priority or [])
+        self.model = model
+        self.invariance = invariance
+        self.saved_views = list(saved_views or [])
 
 
 class DedupRun(fors.Run):
@@ -113,6 +140,9 @@ class DedupRun(fors.Run):
             dups.untag_samples(tag)
         if fields:
             dataset.delete_sample_fields(fields, error_level=1)
+        for name in self.config.saved_views:
+            if dataset.has_saved_view(name):
+                dataset.delete_saved_view(name)
 
     def rename(self, samples, key, new_key):
         dataset = samples._root_dataset
@@ -150,12 +180,20 @@ class DedupRunResults(fors.RunResults):
     Attributes:
         summary: a dict of counts: ``num_samples``, ``num_encoded``,
             ``num_failed``, ``num_pairs``, ``num_groups``, ``num_duplicates``,
-            and for cross-dataset runs ``num_cross``
+            ``num_cross`` (duplicates of a sample in another collection), and
+            ``datasets`` (the same per dataset taking part)
+        histogram: the distances (or similarities) of the pairs found up to a
+            margin past the threshold: ``{"metric", "threshold", "edges",
+            "counts"}``, or None
     """
 
-    def __init__(self, samples, config, key, backend=None, summary=None, **kwargs):
+    def __init__(
+        self, samples, config, key, backend=None, summary=None, histogram=None,
+        **kwargs,
+    ):
         super().__init__(samples, config, key, backend=backend, **kwargs)
         self.summary = dict(summary or {})
+        self.histogram = histogram
 
     def get_meta(self):
         return dict(self.summary)

@@ -48,35 +48,55 @@ class Server:
 
     def __init__(self, workdir=None):
         self.workdir = workdir or tempfile.mkdtemp(prefix="fiftyone-dedup-db-")
-        dbpath = os.path.join(self.workdir, "db")
-        os.makedirs(dbpath, exist_ok=True)
-        port = _free_port()
+        self._dbpath = os.path.join(self.workdir, "db")
+        os.makedirs(self._dbpath, exist_ok=True)
+        self.port = _free_port()
         self._pidfile = os.path.join(self.workdir, "mongod.pid")
+        self.start()
+        self.uri = f"mongodb://127.0.0.1:{self.port}"
+
+    def start(self):
+        """Starts (or restarts, after :meth:`kill`) ``mongod`` on the same
+        files and port."""
         subprocess.run(
             [
-                mongod_binary(), "--dbpath", dbpath, "--port", str(port),
+                mongod_binary(), "--dbpath", self._dbpath, "--port", str(self.port),
                 "--bind_ip", "127.0.0.1", "--fork",
                 "--logpath", os.path.join(self.workdir, "mongod.log"),
-                "--pidfilepath", self._pidfile,
+                "--logappend", "--pidfilepath", self._pidfile,
             ],
             check=True, stdout=subprocess.DEVNULL,
         )
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
             except OSError:
                 if time.time() > deadline:
                     raise RuntimeError(f"mongod did not start; see {self.workdir}")
                 time.sleep(0.2)
-        self.uri = f"mongodb://127.0.0.1:{port}"
+
+    def _pid(self):
+        with open(self._pidfile) as f:
+            return int(f.read().strip())
+
+    def kill(self):
+        """Kills ``mongod`` at once (SIGKILL), as a crash or a lost
+        connection would leave it."""
+        pid = self._pid()
+        os.kill(pid, 9)
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return
+            time.sleep(0.05)
 
     def stop(self, remove=True):
         """Stops the server and (by default) deletes its folder."""
         try:
-            with open(self._pidfile) as f:
-                pid = int(f.read().strip())
+            pid = self._pid()
             os.kill(pid, 15)
             for _ in range(100):
                 os.kill(pid, 0)

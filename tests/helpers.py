@@ -179,14 +179,129 @@ def run_python(code, timeout=300):
     )
 
 
-def run_cli(*args, cwd=None, timeout=900):
+def run_cli(*args, cwd=None, timeout=900, env=None):
     """Runs ``python -m fiftyone_dedup`` with the test environment.
+
+    Args:
+        *args: the command-line arguments
+        cwd (None): the working folder; a new temporary one by default, so
+            that the default ``./duplicates`` folder never lands in the
+            repository
+        timeout (900): seconds
+        env (None): extra environment variables
 
     Returns:
         a ``subprocess.CompletedProcess`` (text)
     """
+    if cwd is None:
+        import tempfile
+
+        # inside the test session's folder (removed at its end) when known
+        plugins = os.environ.get("FIFTYONE_PLUGINS_DIR")
+        cwd = tempfile.mkdtemp(prefix="cwd-", dir=os.path.dirname(plugins) if plugins else None)
     return subprocess.run(
         [sys.executable, "-m", "fiftyone_dedup", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        env=os.environ.copy(),
+        env={**os.environ, **(env or {})},
     )
+
+
+def _png_header_only(path, width, height):
+    """A PNG that claims huge dimensions: a decompression-bomb header."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def write_corpus(directory, outside):
+    """Every kind of file a real dataset folder holds, good and bad.
+
+    Args:
+        directory: the folder to fill
+        outside: a folder outside it (symlink targets)
+
+    Returns:
+        a dict: ``good`` (paths that must be encoded), ``bad`` (path ->
+        a fragment of the expected reason; an image without an extension is
+        one: FiftyOne cannot hold it), ``unnamed`` (bytes paths of files
+        whose names are not UTF-8, with the expected reason fragment)
+    """
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    os.makedirs(directory, exist_ok=True)
+    os.makedirs(outside, exist_ok=True)
+    good, bad = [], {}
+    base = texture(42)
+
+    def add(img, name, **kw):
+        good.append(save(img, os.path.join(directory, name), **kw))
+
+    add(base, "plain.jpg")
+    add(base, "plain.png")
+    add(base.convert("CMYK"), "cmyk.jpg")
+    arr16 = (np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+    add(Image.fromarray(arr16), "sixteen_bit.png")
+    add(base.convert("P"), "palette.png", transparency=0)
+    add(base.convert("LA"), "grey_alpha.png")
+    add(base.convert("P"), "animated.gif", save_all=True, append_images=[texture(43).convert("P")])
+    add(base, "multipage.tif", save_all=True, append_images=[texture(44)])
+    add(base, "image.webp")
+    add(base, "image.heic")
+    add(Image.new("RGB", (1, 1), (10, 200, 30)), "tiny_1x1.png")
+    exif = base.getexif()
+    exif[0x0112] = 6
+    add(base.transpose(Image.Transpose.ROTATE_90), "exif_rotated.jpg", exif=exif)
+    no_ext = os.path.join(directory, "no_extension")
+    base.save(no_ext, format="JPEG", quality=90)
+    bad[no_ext] = "looks like a JPEG image"
+    add(texture(45), "фото 日本 ünïcode.jpg")
+    add(texture(46), "name with spaces.jpg")
+    add(texture(47), os.path.join("a", "same_name.jpg"))
+    add(texture(48), os.path.join("b", "same_name.jpg"))
+    deep = os.path.join(*(["nested_folder_with_a_long_name_" + str(k) for k in range(30)]))
+    add(texture(49), os.path.join(deep, "deep.jpg"))
+    # a JPEG over Pillow's pixel limit, which draft decoding brings under it
+    huge = os.path.join(directory, "huge_14000x13000.jpg")
+    Image.new("L", (14000, 13000), 128).save(huge, quality=50)
+    good.append(huge)
+    target = save(texture(50), os.path.join(outside, "target.jpg"))
+    link_out = os.path.join(directory, "link_out_of_dataset.jpg")
+    os.symlink(target, link_out)
+    good.append(link_out)
+
+    def add_bad(name, reason, data=None):
+        path = os.path.join(directory, name)
+        if data is not None:
+            with open(path, "wb") as f:
+                f.write(data)
+        bad[path] = reason
+        return path
+
+    add_bad("empty.jpg", "empty file", b"")
+    add_bad("text.png", "not an image", b"just text\n")
+    add_bad("corrupt.jpg", "not an image", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    jpg = io.BytesIO()
+    texture(51).save(jpg, format="JPEG", quality=95)
+    add_bad("truncated.jpg", "truncated", jpg.getvalue()[: len(jpg.getvalue()) // 3])
+    png = io.BytesIO()
+    texture(52).save(png, format="PNG")
+    add_bad("truncated.png", "truncated", png.getvalue()[: len(png.getvalue()) // 2])
+    _png_header_only(add_bad("bomb.png", "image too large"), 100000, 100000)
+    loop_a = add_bad("loop_a.jpg", "symbolic links")
+    loop_b = os.path.join(directory, "loop_b.jpg")
+    os.symlink(loop_b, loop_a)
+    os.symlink(loop_a, loop_b)
+    bad[loop_b] = "symbolic links"
+    os.symlink(os.path.join(outside, "missing.jpg"), add_bad("broken_link.jpg", "broken symbolic link"))
+    unnamed = os.fsencode(directory) + b"/bad_name_\xff\xfe.jpg"
+    with open(unnamed, "wb") as f:
+        f.write(jpg.getvalue())
+    return {"good": good, "bad": bad, "unnamed": {unnamed: "not valid UTF-8"}}

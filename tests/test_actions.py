@@ -38,9 +38,9 @@ def _load(names, name, dirs, data_dir=True, annotations=True, exclude=()):
     names.append(name)
     if fo.dataset_exists(name):
         fo.load_dataset(name).delete()
-    ds, _ = folders.load_folders(
+    ds = folders.load_folders(
         dirs, name=name, data_dir=data_dir, annotations=annotations, exclude=exclude,
-    )
+    )[0]
     core.find_duplicates(ds, threshold=10, num_workers=0)
     return ds
 
@@ -256,7 +256,7 @@ def test_duplicates_folder_inside_the_dataset(tmp_path, names):
     # beside data/: fine, and rescans never see the moved files
     dup = os.path.join(root, "duplicates")
     assert actions.move_duplicates(ds, dup).num_moved == 2
-    again, _ = folders.load_folders([root], name="inside", exclude=[dup])
+    again = folders.load_folders([root], name="inside", exclude=[dup])[0]
     assert not any(p.startswith(dup) for p in again.values("filepath"))
     assert len(again) == 4
     src = labeled.load_layout(root, "coco")
@@ -449,7 +449,7 @@ import os, signal, sys
 from fiftyone_dedup import actions, core, folders
 mode, root, dup, pidfile = sys.argv[1:5]
 if mode == "setup":
-    ds, _ = folders.load_folders([root], name="dblost", data_dir=True)
+    ds = folders.load_folders([root], name="dblost", data_dir=True)[0]
     core.find_duplicates(ds, threshold=10, num_workers=0)
     sys.exit(0)
 import fiftyone as fo

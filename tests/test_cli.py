@@ -256,3 +256,49 @@ def test_restore_of_a_missing_folder_exits_2():
         "fiftyone-dedup: error: Duplicates folder not found: /no/such/duplicates "
         "(see fiftyone-dedup --help)"
     )
+
+
+def test_app_flag_serves_the_duplicates_view(folder):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "FIFTYONE_DEFAULT_APP_PORT": str(port), "FIFTYONE_DEFAULT_APP_ADDRESS": "127.0.0.1"}
+    env.pop("DISPLAY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiftyone_dedup", "-d", folder["dir"], "--no_data_dir",
+         "--no_annot", "--encoder", "DHash", "--dataset", "cli-app", "--quiet", "--app",
+         "--dry_run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        url = None
+        deadline = time.time() + 240
+        while time.time() < deadline and url is None:
+            line = proc.stdout.readline()
+            if line.startswith("App: "):
+                url = line.split()[1]
+            elif not line and proc.poll() is not None:
+                break
+        assert url and f":{port}" in url, proc.stderr.read() if proc.poll() is not None else url
+        body = None
+        while time.time() < deadline and body is None:
+            try:
+                body = urllib.request.urlopen(url, timeout=5).read()
+            except OSError:
+                time.sleep(0.5)
+        assert body and b"<html" in body.lower()
+        ds = fo.load_dataset("cli-app")
+        assert len(ds.match_tags("duplicate")) == len(folder["planted"])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert proc.returncode == 0
+    fo.load_dataset("cli-app").delete()

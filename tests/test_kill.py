@@ -74,7 +74,7 @@ def _setup(tmp_path, pristine, name):
     shutil.copytree(pristine, root)
     if fo.dataset_exists(name):
         fo.load_dataset(name).delete()
-    ds, _ = folders.load_folders([root], name=name)
+    ds = folders.load_folders([root], name=name)[0]
     core.find_duplicates(ds, threshold=0, num_workers=0)
     assert len(ds.match_tags("duplicate")) == NUM_ORIGINALS * COPIES_EACH
     return root, ds

@@ -17,10 +17,10 @@ from fiftyone_dedup.operators import PLUGIN_NAME
 
 import helpers
 
-OPERATORS = (
-    "compute_hashes", "find_duplicates", "show_duplicates", "clear_duplicates",
-    "move_duplicates", "restore_duplicates",
-)
+from fiftyone_dedup.operators import OPERATORS as OPERATOR_CLASSES
+
+OPERATORS = tuple(cls().config.name for cls in OPERATOR_CLASSES)
+assert {"move_duplicates", "restore_duplicates"} <= set(OPERATORS)
 
 
 def uri(name):
@@ -156,7 +156,7 @@ def moving(tmp_path):
         if i < 2:
             helpers.save(helpers.jpeg(img), os.path.join(root, "sub", f"p{i}_copy.jpg"))
     name = f"op-move-{os.path.basename(str(tmp_path))}"
-    ds, _ = folders.load_folders([root], name=name, data_dir=False, annotations=False)
+    ds = folders.load_folders([root], name=name, data_dir=False, annotations=False)[0]
     fod.find_duplicates(ds, threshold=10, num_workers=0)
     yield ds, root, str(tmp_path / "dups")
     for n in (name, name + "-duplicates"):

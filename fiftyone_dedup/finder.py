@@ -1,0 +1,592 @@
+"""Finding duplicates within one collection, across several, or of a query
+set against a reference set; FiftyOne-aware.
+
+One pipeline serves every case: encode each collection taking part (reusing
+stored encodings), search (within, or query-vs-reference only), order the
+samples by the keep policy, group, then write fields, tags, saved views and
+a run record into every dataset taking part.
+
+Modes:
+
+-   ``"within"``: one collection, duplicates among its samples
+-   ``"union"``: several collections, duplicates within and across them
+-   ``"query"``: a query collection against a reference: only query-reference
+    pairs are searched (the reference is never compared with itself), the
+    reference always keeps, and each query duplicate points to the reference
+    sample it duplicates (dataset, id, filepath)
+
+Grouping (``grouping=``), each with what it trades:
+
+-   ``"near"`` (default): a group is a kept sample and the near matches
+    assigned to it; every duplicate is within the threshold of its kept
+    sample. Chains are cut at the kept sample: the safest, fewest surprises.
+-   ``"components"``: the connected components of the near-match graph (the
+    whole chain A~B~C), split by the guard. Shows how far chains reach
+    (``<key>_cluster``); with ``guard="complete"`` groups are tighter.
+-   ``"dbscan"``: scikit-learn DBSCAN on the encodings (eps from the
+    threshold, ``min_samples=1`` as in the seed's notebook: then clusters are
+    the components), fed the sparse radius-neighbours graph; ``min_samples >
+    1`` leaves isolated pairs as noise. Split by the guard.
+
+Guards against chaining (``guard=``): ``"kept"`` (every member within
+``guard_threshold`` of the kept one: a member may be up to twice that from
+another member) or ``"complete"`` (every two members within it: the
+strictest, may split near matches into several groups). There is no
+unguarded option: an unguarded chain is how a photo loses its last copy.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field as dc_field
+
+import numpy as np
+
+import fiftyone.core.fields as fof
+
+from fiftyone_dedup import core
+from fiftyone_dedup import encoders
+from fiftyone_dedup import grouping
+from fiftyone_dedup import hashing
+from fiftyone_dedup import keep as keep_policies
+from fiftyone_dedup import review
+from fiftyone_dedup import runs
+from fiftyone_dedup import search
+from fiftyone_dedup.progress import ProgressBar
+
+logger = logging.getLogger(__name__)
+
+MODES = ("within", "union", "query")
+
+#: extra room searched beyond the threshold, for the distance histogram
+HISTOGRAM_MARGIN = {"hamming": 4, "cosine": 0.05}
+
+
+@dataclass
+class _Part:
+    samples: object
+    role: str
+    ids: list = dc_field(default_factory=list)
+    paths: list = dc_field(default_factory=list)
+    encodings: object = None
+    variants: object = None
+    report: object = None
+    num_samples: int = 0
+
+    @property
+    def dataset(self):
+        return self.samples._root_dataset
+
+
+def _as_list(collections):
+    if isinstance(collections, (list, tuple)):
+        return list(collections)
+    return [collections]
+
+
+def validate_options(
+    spec, threshold, run_key, keep, priority, grouping_method, guard,
+    guard_threshold, min_samples, tag, mode,
+):
+    """Checks every option before any work; returns them normalised.
+
+    Raises:
+        ValueError: naming the bad parameter
+    """
+    threshold = spec.validate_threshold(threshold)
+    core.validate_run_key(run_key)
+    keep_policies.validate_keep(keep, priority)
+    if grouping_method not in grouping.METHODS:
+        raise ValueError(
+            f"Unknown grouping {grouping_method!r}; expected one of "
+            f"{', '.join(grouping.METHODS)}"
+        )
+    if guard not in grouping.GUARDS:
+        raise ValueError(
+            f"Unknown guard {guard!r}; expected one of {', '.join(grouping.GUARDS)} "
+            "(an unguarded chain can remove a photo's last copy)"
+        )
+    if guard_threshold is None:
+        guard_threshold = threshold
+    else:
+        guard_threshold = spec.validate_threshold(guard_threshold)
+        looser = guard_threshold < threshold if spec.similarity else guard_threshold > threshold
+        if looser:
+            raise ValueError(
+                f"guard_threshold ({guard_threshold}) must not be looser than "
+                f"threshold ({threshold})"
+            )
+    if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or min_samples < 1:
+        raise ValueError(f"min_samples must be an integer >= 1, got {min_samples!r}")
+    if tag is not None and (not isinstance(tag, str) or not tag.strip()):
+        raise ValueError(f"tag must be a non-empty string or None, got {tag!r}")
+    if mode == "query" and grouping_method != "near":
+        raise ValueError(
+            "Query-vs-reference search supports grouping='near' only: each "
+            "query sample points to the reference sample it duplicates"
+        )
+    return threshold, guard_threshold
+
+
+def _check_keep_field(parts, keep, priority):
+    kind, arg = keep_policies.validate_keep(keep, priority)
+    if kind != "expr" or not isinstance(arg[0], str):
+        return
+    name = arg[0]
+    for part in parts:
+        if part.samples.get_field(name) is None:
+            raise ValueError(
+                f"keep: field '{name}' not found on dataset '{part.dataset.name}'"
+            )
+
+
+def find(
+    collections,
+    reference=None,
+    threshold=None,
+    encoder="dhash",
+    field=None,
+    run_key=core.DEFAULT_RUN_KEY,
+    keep="first",
+    priority=None,
+    grouping_method="near",
+    guard="kept",
+    guard_threshold=None,
+    min_samples=1,
+    tag=core.DEFAULT_TAG,
+    compute=True,
+    overwrite_encodings=False,
+    encode_kwargs=None,
+    save_views=True,
+    histogram=True,
+    write_reference=True,
+    progress=None,
+):
+    """Runs a duplicates search; see :func:`fiftyone_dedup.find_duplicates`
+    and :func:`fiftyone_dedup.find_cross_duplicates` for the arguments.
+
+    Returns:
+        the :class:`fiftyone_dedup.runs.DedupRunResults` of the first dataset
+        taking part (each dataset gets its own record)
+    """
+    spec = encoders.get_encoder(encoder)
+    field = core.validate_field_name(field or spec.default_field)
+    collections = _as_list(collections)
+    if reference is not None:
+        mode = "query"
+        parts = [_Part(c, "query") for c in collections]
+        parts += [_Part(c, "reference") for c in _as_list(reference)]
+    else:
+        mode = "within" if len(collections) == 1 else "union"
+        parts = [_Part(c, "member") for c in collections]
+    threshold, guard_threshold = validate_options(
+        spec, threshold, run_key, keep, priority, grouping_method, guard,
+        guard_threshold, min_samples, tag, mode,
+    )
+    for part in parts:
+        core.check_collection(part.samples, nonempty=True)
+        core._check_run_key_free(part.samples, run_key)
+        if not compute and not part.dataset.has_sample_field(field):
+            raise ValueError(
+                f"Field '{field}' does not exist on dataset "
+                f"'{part.dataset.name}'; compute the encodings first or pass "
+                "compute=True"
+            )
+    _check_keep_field(parts, keep, priority)
+
+    started = time.time()
+    encode_kwargs = dict(encode_kwargs or {})
+    for part in parts:
+        part.num_samples = core.count_samples(part.samples)
+        if compute:
+            part.report = core.compute_encodings(
+                part.samples, encoder=spec, field=field,
+                overwrite=overwrite_encodings, progress=progress, **encode_kwargs,
+            )
+        part.ids, part.encodings, part.paths = core._load_encodings(
+            part.samples, spec, field, with_paths=True
+        )
+        if encode_kwargs.get("invariance"):
+            part.variants = _load_variants(part, field)
+    if mode == "query":
+        _drop_query_overlap(parts)
+
+    items = _Items(parts)
+    margin = HISTOGRAM_MARGIN[spec.metric] if histogram else 0
+    search_threshold = _widen(spec, threshold, margin)
+    keys, a, b, s, is_ref = _search(spec, parts, items, mode, search_threshold, progress)
+    # pairs of encodings stand for every pair of the samples holding them
+    multiplicity = np.bincount(keys, minlength=int(keys.max()) + 1 if len(keys) else 0)
+    weights = multiplicity[a] * multiplicity[b] if len(a) else np.zeros(0)
+    hist = None
+    if histogram:
+        identical = _identical_pairs(keys) if mode != "query" else 0
+        hist = _histogram(spec, s, weights, threshold, search_threshold, identical)
+    within = (s >= threshold) if spec.similarity else (s <= threshold)
+    a, b, s, weights = a[within], b[within], s[within], weights[within]
+
+    order = _keep_order(parts, items, keep, priority)
+    clusters = None
+    if grouping_method == "near" and guard_threshold == threshold:
+        groups = grouping.star_groups(
+            keys, a, b, s, order, similarity=spec.similarity, cross_only=is_ref
+        )
+    else:
+        if grouping_method == "dbscan":
+            eps = (1.0 - threshold) if spec.similarity else threshold
+            clusters = grouping.dbscan_labels(
+                keys, a, b, s, eps, min_samples=min_samples, similarity=spec.similarity
+            )
+        elif grouping_method == "components":
+            comp = grouping.connected_components(int(keys.max()) + 1, a, b)
+            clusters = comp[keys]
+        else:
+            clusters = np.zeros(len(keys), dtype=np.int64)
+        ga, gb, gs = grouping.restrict_pairs(
+            keys, a, b, s, clusters, guard_threshold, similarity=spec.similarity
+        )
+        if guard == "complete":
+            groups = grouping.complete_groups(keys, ga, gb, gs, order, similarity=spec.similarity)
+        else:
+            groups = grouping.star_groups(
+                keys, ga, gb, gs, order, similarity=spec.similarity, cross_only=is_ref
+            )
+        if grouping_method == "near":
+            clusters = None
+
+    summary = _summary(parts, items, groups, keys, weights, mode)
+    options = dict(
+        encoder=spec.name, field=field, metric=spec.metric, threshold=threshold,
+        keep=keep_policies.describe(keep), grouping=grouping_method, tag=tag,
+        mode=mode, guard=guard, guard_threshold=guard_threshold,
+        min_samples=int(min_samples), priority=list(priority or []),
+        model=encode_kwargs.get("model_name"),
+        invariance=encode_kwargs.get("invariance"),
+    )
+    results = _write(
+        parts, items, groups, clusters, run_key, spec, options, summary, hist,
+        started, save_views, write_reference,
+    )
+    logger.info(
+        "Found %d duplicate(s) in %d group(s) among %d sample(s)",
+        summary["num_duplicates"], summary["num_groups"], summary["num_samples"],
+    )
+    return results
+
+
+def _load_variants(part, field):
+    vfield = core.variants_field(field)
+    lookup = dict(zip(*part.samples.values(["id", vfield])))
+    out = []
+    for sid in part.ids:
+        hexes = lookup.get(sid) or []
+        out.append(hashing.hex_to_codes(hexes))
+    return out
+
+
+def _variant_codes(parts, roles):
+    # every variant hash of the chosen parts, with the item it belongs to
+    codes, owners, offset = [], [], 0
+    for p in parts:
+        n = len(p.ids)
+        if p.role in roles and p.variants is not None:
+            for i, v in enumerate(p.variants):
+                codes.append(v)
+                owners.append(np.full(len(v), offset + i, dtype=np.int64))
+        offset += n
+    if not codes:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(codes), np.concatenate(owners)
+
+
+def _min_pairs(a, b, s, similarity, symmetric=True):
+    # one entry per pair, the closest score
+    if symmetric:
+        a, b = np.minimum(a, b), np.maximum(a, b)
+    if len(a) == 0:
+        return a, b, s
+    order = np.lexsort((-s if similarity else s, b, a))
+    a, b, s = a[order], b[order], s[order]
+    first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
+    return a[first], b[first], s[first]
+
+
+def _widen(spec, threshold, margin):
+    if not margin:
+        return threshold
+    if spec.similarity:
+        return max(-1.0, threshold - margin)
+    return min(64, threshold + margin)
+
+
+class _Items:
+    """All samples taking part, concatenated over the parts."""
+
+    def __init__(self, parts):
+        self.part = np.concatenate(
+            [np.full(len(p.ids), i, dtype=np.int64) for i, p in enumerate(parts)]
+        ) if parts else np.zeros(0, dtype=np.int64)
+        self.pos = np.concatenate(
+            [np.arange(len(p.ids)) for p in parts]
+        ) if parts else np.zeros(0, dtype=np.int64)
+        self.ids = [i for p in parts for i in p.ids]
+        self.paths = [f for p in parts for f in p.paths]
+        self.datasets = [p.dataset.name for p in parts for _ in p.ids]
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def _drop_query_overlap(parts):
+    # a sample in both sets would match itself: it stays a reference only
+    ref_ids = {
+        (p.dataset.name, i) for p in parts if p.role == "reference" for i in p.ids
+    }
+    for p in parts:
+        if p.role != "query":
+            continue
+        keep = [k for k, i in enumerate(p.ids) if (p.dataset.name, i) not in ref_ids]
+        if len(keep) < len(p.ids):
+            logger.warning(
+                "%d sample(s) of the query are also in the reference; they are "
+                "treated as reference only", len(p.ids) - len(keep),
+            )
+            p.ids = [p.ids[k] for k in keep]
+            p.paths = [p.paths[k] for k in keep]
+            p.encodings = p.encodings[keep]
+
+
+def _stack(spec, encodings):
+    encodings = [e for e in encodings if len(e)]
+    if not encodings:
+        return np.zeros(0, dtype=np.uint64) if spec.is_hash else np.zeros((0, 1), np.float32)
+    if not spec.is_hash:
+        dims = {e.shape[1] for e in encodings}
+        if len(dims) > 1:
+            raise ValueError(
+                f"Embeddings of different sizes ({sorted(dims)}) cannot be "
+                "compared; use the same model for every collection"
+            )
+    return np.concatenate(encodings)
+
+
+def _search(spec, parts, items, mode, threshold, progress):
+    invariant = any(p.variants is not None for p in parts)
+    if mode != "query":
+        codes = _stack(spec, [p.encodings for p in parts])
+        uniq, keys = search.unique_rows(codes)
+        with ProgressBar(
+            total=len(uniq), progress=progress, label="Searching", iters_str="encodings"
+        ) as pb:
+            fn = search.hamming_pairs if spec.is_hash else search.cosine_pairs
+            a, b, s = fn(uniq, threshold, progress=pb.update)
+        if invariant:
+            vcodes, owners = _variant_codes(parts, ("member",))
+            with ProgressBar(
+                total=len(vcodes), progress=progress,
+                label="Searching flipped/rotated versions", iters_str="hashes",
+            ) as pb:
+                vi, uj, vs = search.hamming_cross(vcodes, uniq, threshold, progress=pb.update)
+            va = keys[owners[vi]]
+            other = va != uj
+            a, b, s = _min_pairs(
+                np.r_[a, va[other]], np.r_[b, uj[other]], np.r_[s, vs[other]],
+                spec.similarity,
+            )
+        return keys, a, b, s, None
+
+    is_ref = np.array([parts[p].role == "reference" for p in items.part], dtype=bool)
+    q = _stack(spec, [p.encodings for p in parts if p.role == "query"])
+    r = _stack(spec, [p.encodings for p in parts if p.role == "reference"])
+    uq, qkeys = search.unique_rows(q)
+    ur, rkeys = search.unique_rows(r)
+    with ProgressBar(
+        total=len(uq), progress=progress, label="Searching (query vs reference)",
+        iters_str="encodings",
+    ) as pb:
+        fn = search.hamming_cross if spec.is_hash else search.cosine_cross
+        qa, rb, s = fn(uq, ur, threshold, progress=pb.update)
+    # one key space: query keys first, then reference keys
+    keys = np.empty(len(items), dtype=np.int64)
+    keys[~is_ref] = qkeys
+    keys[is_ref] = rkeys + len(uq)
+    if invariant:
+        vcodes, owners = _variant_codes(parts, ("query",))
+        vi, rj, vs = search.hamming_cross(vcodes, ur, threshold)
+        qa, rb, s = _min_pairs(
+            np.r_[qa, keys[owners[vi]]], np.r_[rb, rj], np.r_[s, vs],
+            spec.similarity, symmetric=False,
+        )
+    return keys, qa, rb + len(uq), s, is_ref
+
+
+def _identical_pairs(keys):
+    counts = np.bincount(keys) if len(keys) else np.zeros(0, dtype=np.int64)
+    return int(np.sum(counts * (counts - 1) // 2))
+
+
+def _histogram(spec, scores, weights, threshold, search_threshold, identical=0):
+    # pairs of identical encodings are counted at distance 0 (similarity 1)
+    if spec.is_hash:
+        edges = np.arange(0, int(search_threshold) + 2) - 0.5
+    else:
+        lo = np.floor(search_threshold * 200) / 200
+        edges = np.linspace(lo, 1.0, int(round((1.0 - lo) * 200)) + 1)
+    counts, edges = np.histogram(scores, bins=edges, weights=weights)
+    counts = np.rint(counts).astype(np.int64)
+    if identical and len(counts):
+        counts[0 if spec.is_hash else -1] += identical
+    return {
+        "metric": spec.metric,
+        "threshold": threshold,
+        "edges": [float(e) for e in edges],
+        "counts": [int(c) for c in counts],
+    }
+
+
+def _keep_order(parts, items, keep, priority):
+    prefs = []
+    for part in parts:
+        prefs.append(
+            keep_policies.preference(
+                part.samples, part.ids, keep, priority=priority, filepaths=part.paths
+            )
+        )
+    pref = np.concatenate(prefs) if prefs else np.zeros(0)
+    # ties: the order of the collections given, then each one's own order
+    return np.lexsort((items.pos, items.part, pref))
+
+
+def _summary(parts, items, groups, keys, weights, mode):
+    num_samples = sum(p.num_samples for p in parts)
+    num_encoded = len(items)
+    dup = groups.role == grouping.DUPLICATE
+    cross = np.zeros(len(items), dtype=bool)
+    cross[dup] = items.part[groups.kept[dup]] != items.part[dup]
+    per = {}
+    for i, part in enumerate(parts):
+        name = part.dataset.name
+        entry = per.setdefault(
+            name, {"samples": 0, "encoded": 0, "kept": 0, "duplicates": 0, "cross": 0}
+        )
+        in_part = items.part == i
+        entry["samples"] += part.num_samples
+        entry["encoded"] += int(np.count_nonzero(in_part))
+        entry["kept"] += int(np.count_nonzero(in_part & (groups.role == grouping.KEPT)))
+        entry["duplicates"] += int(np.count_nonzero(in_part & dup))
+        entry["cross"] += int(np.count_nonzero(in_part & cross))
+    identical = _identical_pairs(keys) if mode != "query" else 0
+    summary = {
+        "num_samples": num_samples,
+        "num_encoded": num_encoded,
+        "num_failed": num_samples - num_encoded,
+        "num_pairs": int(np.sum(weights)) + identical,
+        "num_groups": groups.num_groups,
+        "num_duplicates": groups.num_duplicates,
+        "num_cross": int(np.count_nonzero(cross)),
+        "datasets": per,
+    }
+    reports = [p.report for p in parts if p.report is not None]
+    if reports:
+        summary["num_computed"] = sum(r.num_computed for r in reports)
+        summary["num_reused"] = sum(r.num_reused for r in reports)
+    return summary
+
+
+def _write(
+    parts, items, groups, clusters, run_key, spec, options, summary, hist,
+    started, save_views, write_reference,
+):
+    multi = len({p.dataset.name for p in parts}) > 1 or options["mode"] == "query"
+    fields = core._output_fields(run_key, spec.metric)
+    if multi:
+        fields += [runs.output_field(run_key, s) for s in runs.CROSS_SUFFIXES]
+    if clusters is not None:
+        fields.append(runs.output_field(run_key, "cluster"))
+
+    first = None
+    by_dataset = {}
+    for i, part in enumerate(parts):
+        if part.role == "reference" and not write_reference:
+            continue
+        by_dataset.setdefault(part.dataset.name, []).append(i)
+    names = [p.dataset.name for p in parts]
+
+    for name, part_idx in by_dataset.items():
+        dataset = parts[part_idx[0]].dataset
+        # the record goes on the collection searched, or on the dataset when
+        # several of its views took part
+        target = parts[part_idx[0]].samples if len(part_idx) == 1 else dataset
+        roles = sorted({parts[i].role for i in part_idx})
+        views = review.view_names(run_key, cross=multi) if save_views else []
+        config = runs.DedupRunConfig(
+            output_fields=fields,
+            cross_datasets=sorted({n for n in names if n != name}),
+            role="+".join(roles),
+            saved_views=views,
+            **options,
+        )
+        target.register_run(run_key, config, overwrite=True, cleanup=True)
+        in_ds = np.isin(items.part, part_idx)
+        _write_fields(dataset, items, groups, clusters, run_key, spec, in_ds, multi, options["tag"])
+        if views:
+            review.save_views(target, run_key, views)
+        summary_ds = dict(summary, seconds=round(time.time() - started, 3))
+        results = runs.DedupRunResults(
+            target, config, run_key, summary=summary_ds, histogram=hist
+        )
+        target.save_run_results(run_key, results, overwrite=True)
+        if first is None:
+            first = results
+    return first
+
+
+def _write_fields(dataset, items, groups, clusters, run_key, spec, mask, multi, tag):
+    group_f, role_f, kept_f, score_f = core._output_fields(run_key, spec.metric)
+    same = 1.0 if spec.similarity else 0
+    values = {group_f: {}, role_f: {}, kept_f: {}, score_f: {}}
+    kds_f = runs.output_field(run_key, "kept_dataset")
+    kfp_f = runs.output_field(run_key, "kept_filepath")
+    cross_f = runs.output_field(run_key, "cross")
+    if multi:
+        values[kds_f], values[kfp_f], values[cross_f] = {}, {}, {}
+        dup = groups.role == grouping.DUPLICATE
+        across = np.zeros(len(items), dtype=bool)
+        across[dup] = items.part[groups.kept[dup]] != items.part[dup]
+        across[groups.kept[across]] = True
+    cluster_f = runs.output_field(run_key, "cluster")
+    if clusters is not None:
+        values[cluster_f] = {}
+    dup_ids = []
+    for i in np.flatnonzero(mask):
+        sid = items.ids[i]
+        if clusters is not None and clusters[i] >= 0:
+            values[cluster_f][sid] = int(clusters[i])
+        role = groups.role[i]
+        if role == grouping.NONE:
+            continue
+        k = i if role == grouping.KEPT else groups.kept[i]
+        values[group_f][sid] = int(groups.group[i])
+        values[role_f][sid] = core.ROLE_KEPT if role == grouping.KEPT else core.ROLE_DUPLICATE
+        values[kept_f][sid] = items.ids[k]
+        values[score_f][sid] = (
+            same if role == grouping.KEPT else core._score_value(groups.score[i], spec.metric)
+        )
+        if multi:
+            values[kds_f][sid] = items.datasets[k]
+            values[kfp_f][sid] = items.paths[k]
+            values[cross_f][sid] = bool(across[i])
+        if role == grouping.DUPLICATE:
+            dup_ids.append(sid)
+
+    types = {
+        group_f: fof.IntField, role_f: fof.StringField, kept_f: fof.StringField,
+        score_f: fof.FloatField if spec.similarity else fof.IntField,
+        kds_f: fof.StringField, kfp_f: fof.StringField, cluster_f: fof.IntField,
+        cross_f: fof.BooleanField,
+    }
+    for name, vals in values.items():
+        core._ensure_field(dataset, name, types[name])
+        if vals:
+            dataset.set_values(name, vals, key_field="id")
+    if tag and dup_ids:
+        dataset.select(dup_ids).tag_samples(tag)

@@ -1,0 +1,175 @@
+"""Reviewing a run: saved views, a summary, and the histogram of match
+distances near the threshold (a PNG for the command line, a Plotly figure
+for the App).
+"""
+
+import logging
+
+from fiftyone import ViewField as F
+
+from fiftyone_dedup import core
+from fiftyone_dedup import runs
+
+logger = logging.getLogger(__name__)
+
+#: the saved views a run creates, by suffix
+VIEW_SUFFIXES = ("groups", "kept", "duplicates")
+
+
+def view_names(run_key, cross=False):
+    """The names of the saved views a run creates.
+
+    Args:
+        run_key: the run key
+        cross (False): whether the run spans several collections (adds a
+            view of the cross-collection hits)
+
+    Returns:
+        a list of names such as ``"dedup-groups"``
+    """
+    suffixes = VIEW_SUFFIXES + (("cross",) if cross else ())
+    return [f"{run_key}-{s}" for s in suffixes]
+
+
+def build_view(samples, run_key, which):
+    """One of a run's review views.
+
+    Args:
+        samples: the collection the run was on
+        run_key: the run key
+        which: ``"groups"`` (all groups, each kept sample then its
+            duplicates), ``"kept"``, ``"duplicates"`` or ``"cross"`` (samples
+            in a group that spans collections)
+
+    Returns:
+        a ``DatasetView``
+    """
+    if which == "groups":
+        return core.duplicates_view(samples, run_key)
+    if which == "kept":
+        return core.duplicates_view(samples, run_key, role=core.ROLE_KEPT)
+    if which == "duplicates":
+        return core.duplicates_view(samples, run_key, role=core.ROLE_DUPLICATE)
+    if which == "cross":
+        cross_f = runs.output_field(run_key, "cross")
+        return core.duplicates_view(samples, run_key).match(F(cross_f) == True)  # noqa: E712
+    raise ValueError(
+        f"Unknown view {which!r}; expected groups, kept, duplicates or cross"
+    )
+
+
+def save_views(samples, run_key, names):
+    """Saves a run's review views on its dataset (replacing older ones).
+
+    Args:
+        samples: the collection the run was on
+        run_key: the run key
+        names: names from :func:`view_names`
+    """
+    dataset = samples._root_dataset
+    for name in names:
+        which = name[len(run_key) + 1 :]
+        dataset.save_view(name, build_view(samples, run_key, which), overwrite=True)
+
+
+def summary_lines(summary):
+    """A human summary of a run.
+
+    Args:
+        summary: a run's ``summary`` dict
+
+    Returns:
+        a list of lines
+    """
+    lines = [
+        f"{summary.get('num_duplicates', 0)} duplicate(s) in "
+        f"{summary.get('num_groups', 0)} group(s) among "
+        f"{summary.get('num_samples', 0)} sample(s)"
+    ]
+    if summary.get("num_cross"):
+        lines.append(f"{summary['num_cross']} duplicate(s) of a sample in another collection")
+    if summary.get("num_failed"):
+        lines.append(f"{summary['num_failed']} image(s) could not be read")
+    per = summary.get("datasets") or {}
+    if len(per) > 1:
+        for name, d in per.items():
+            lines.append(
+                f"  {name}: {d['samples']} sample(s), {d['kept']} kept, "
+                f"{d['duplicates']} duplicate(s) ({d['cross']} across)"
+            )
+    return lines
+
+
+def _xlabel(histogram):
+    if histogram["metric"] == "cosine":
+        return "cosine similarity of matched pairs"
+    return "Hamming distance of matched pairs (bits)"
+
+
+def save_histogram_png(histogram, path, title=None):
+    """Writes the distance histogram as a PNG, with the threshold marked.
+
+    Args:
+        histogram: a run's ``histogram`` dict
+        path: the PNG path
+        title (None): an optional title
+
+    Returns:
+        the path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges, counts = histogram["edges"], histogram["counts"]
+    centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
+    t = histogram["threshold"]
+    inside = [
+        (c >= t) if histogram["metric"] == "cosine" else (c <= t) for c in centers
+    ]
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    ax.bar(
+        centers, counts, width=[w * 0.9 for w in widths],
+        color=["#d9534f" if i else "#999999" for i in inside],
+    )
+    ax.axvline(t, color="black", linestyle="--", linewidth=1)
+    ax.text(t, max(counts or [1]) * 0.95, f" threshold {t}", va="top")
+    ax.set_xlabel(_xlabel(histogram))
+    ax.set_ylabel("pairs")
+    ax.set_title(title or "Pairs near the threshold (red: matched)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def histogram_figure(histogram):
+    """The distance histogram as a Plotly figure dict, for the App.
+
+    Args:
+        histogram: a run's ``histogram`` dict
+
+    Returns:
+        a dict with ``data`` and ``layout``
+    """
+    edges, counts = histogram["edges"], histogram["counts"]
+    centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    t = histogram["threshold"]
+    colors = [
+        "#d9534f" if ((c >= t) if histogram["metric"] == "cosine" else (c <= t)) else "#999999"
+        for c in centers
+    ]
+    return {
+        "data": [{"type": "bar", "x": centers, "y": counts, "marker": {"color": colors}}],
+        "layout": {
+            "xaxis": {"title": _xlabel(histogram)},
+            "yaxis": {"title": "pairs"},
+            "shapes": [
+                {"type": "line", "x0": t, "x1": t, "yref": "paper", "y0": 0, "y1": 1,
+                 "line": {"dash": "dash"}}
+            ],
+            "margin": {"t": 20},
+        },
+    }
