@@ -41,6 +41,7 @@ from fiftyone_dedup import core
 from fiftyone_dedup import fileops
 from fiftyone_dedup import locks
 from fiftyone_dedup import manifest as mf
+from fiftyone_dedup import runs
 from fiftyone_dedup.folders import SOURCE_FIELD
 from fiftyone_dedup.progress import ProgressBar
 
@@ -435,11 +436,16 @@ def _plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplicates_
 def _plan_images(samples, run_key, config, index, roots, duplicates_dir):
     """The duplicates' files that can move, and why the others cannot."""
     group_f, role_f, kept_f, _ = core._output_fields(run_key, config.metric)
+    # cross-dataset runs record the kept file, which may be in another dataset
+    kfp_f = runs.output_field(run_key, "kept_filepath")
+    fields = [f for f in ("id", group_f, kept_f, kfp_f) if f != kfp_f or samples._root_dataset.has_sample_field(f)]
     view = samples.match(F(role_f) == core.ROLE_DUPLICATE)
-    ids, groups, kept_ids = view.values(["id", group_f, kept_f])
+    values = view.values(fields)
+    ids, groups, kept_ids = values[:3]
+    kept_paths = values[3] if len(values) > 3 else [None] * len(ids)
     moving_ids = set(ids)
     skipped, by_path, already = [], {}, 0
-    for sid, g, kid in zip(ids, groups, kept_ids):
+    for sid, g, kid, kfp in zip(ids, groups, kept_ids, kept_paths):
         path = os.path.normpath(os.path.abspath(index.path_of[sid]))
         if fileops.is_inside(path, duplicates_dir):
             already += 1  # moved by an earlier move that kept its samples
@@ -457,7 +463,7 @@ def _plan_images(samples, run_key, config, index, roots, duplicates_dir):
             if staying:
                 reason = f"also the file of sample {staying[0]}, which stays"
         if reason is None:
-            reason = _kept_problem(index, kid)
+            reason = _kept_problem(index, kid, kfp, path)
         if reason is not None:
             skipped.append({"path": path, "reason": reason, "sample_ids": [sid]})
             continue
@@ -467,19 +473,28 @@ def _plan_images(samples, run_key, config, index, roots, duplicates_dir):
             entry = by_path[path] = mf.FileEntry(
                 n=-1, kind="image", root=ri, src=rel, dst="", sha256="", size=st.st_size,
                 mtime_ns=st.st_mtime_ns, sample_ids=[], group=g, kept_id=kid,
-                kept_path=index.path_of.get(kid),
+                kept_path=index.path_of.get(kid, kfp),
             )
         entry.sample_ids.append(sid)
     return sorted(by_path.values(), key=lambda e: (e.root, e.src)), skipped, already
 
 
-def _kept_problem(index, kept_id):
-    """Why a group's kept file cannot vouch for its duplicates, or None."""
+def _kept_problem(index, kept_id, kept_filepath=None, path=None):
+    """Why a group's kept file cannot vouch for its duplicates, or None.
+
+    The kept sample is in this dataset, or (cross-dataset runs) in another
+    one whose file the run recorded.
+    """
     kpath = index.path_of.get(kept_id)
     if kpath is None:
-        return f"its kept sample {kept_id} is not in the dataset"
+        if not isinstance(kept_filepath, str):
+            return f"its kept sample {kept_id} is not in the dataset"
+        kpath = kept_filepath
     if not os.path.isfile(kpath):
         return f"its kept file {kpath} is missing"
+    if path is not None and os.path.samefile(kpath, path):
+        # two samples (in two datasets) of one file: moving it loses the kept copy
+        return f"it is the same file as its kept sample's ({kpath})"
     if _stamp_changed(kpath, _file_stamp(index.stamp_of.get(kept_id))):
         return f"its kept file {kpath} changed since duplicates were found"
     return None

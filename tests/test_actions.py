@@ -666,3 +666,22 @@ def test_planted_symlinks_for_locks_and_backups_are_refused(tmp_path, names):
         actions.move_duplicates(ds, str(dup))
     assert list(elsewhere.iterdir()) == []
     assert len(ds.match_tags("moved")) == 0
+
+
+def test_cross_dataset_duplicates_move_and_shared_files_stay(tmp_path, names):
+    ref_dir, new_dir = str(tmp_path / "train"), str(tmp_path / "batch")
+    imgs = [labeled.small_photo(i) for i in range(3)]
+    ref = [helpers.save(img, os.path.join(ref_dir, f"r{i}.jpg")) for i, img in enumerate(imgs)]
+    new = [helpers.save(helpers.jpeg(imgs[0]), os.path.join(new_dir, "leak.jpg"))]
+    reference, query = fo.Dataset(), fo.Dataset()
+    names.extend([reference.name, query.name])
+    reference.add_samples([fo.Sample(filepath=p) for p in ref])
+    # the query also holds one of the reference's own files
+    query.add_samples([fo.Sample(filepath=p) for p in new + [ref[1]]])
+    core.find_cross_duplicates(query, reference, threshold=10)
+    assert len(query.match_tags("duplicate")) == 2
+    result = actions.move_duplicates(query, str(tmp_path / "dups"), root=str(tmp_path))
+    assert result.num_moved == 1
+    assert [f["kept"] for f in result.files] == [ref[0]]
+    assert [s["reason"] for s in result.skipped] == [f"it is the same file as its kept sample's ({ref[1]})"]
+    assert os.path.exists(ref[1]) and not os.path.exists(new[0])
