@@ -257,6 +257,37 @@ class AppServer:
         self._log.close()
 
 
+def wait_for_session(browser, server, dataset_name, timeout=TIMEOUT_MS * 2):
+    """Waits until the App's own session has connected to its server.
+
+    ``fiftyone app launch`` answers HTTP before its session is subscribed
+    (on a busy machine it retries every 10 s); when it subscribes, it pushes
+    its state to every open page, which then drops the dataset the page had
+    opened. The session is in once a fresh page at the App's root shows the
+    dataset the server was launched with.
+
+    Args:
+        browser: a Playwright browser
+        server: the :class:`AppServer`, launched with ``dataset_name``
+        dataset_name: the dataset it was launched with
+        timeout: milliseconds
+    """
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(server.url)
+        try:
+            page.wait_for_url(f"**/datasets/{dataset_name}**", timeout=timeout)
+            page.locator('[data-cy="looker"]').first.wait_for(timeout=timeout)
+        except Exception as e:
+            raise RuntimeError(
+                f"The App at {server.url} never showed its dataset "
+                f"{dataset_name!r}:\n" + _tail(server.log_path)
+            ) from e
+    finally:
+        context.close()
+
+
 class DelegatedWorker:
     """``fiftyone delegated launch``: runs every queued operation in the
     test database until stopped with SIGTERM.

@@ -36,15 +36,6 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def app_server(browser):
-    server = appbrowser.AppServer(
-        None, os.path.join(appbrowser.ARTIFACTS, "app-server.log")
-    )
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Real photos with planted near-duplicates, and one corrupt file."""
     d = str(tmp_path_factory.mktemp("app-images"))
@@ -52,6 +43,24 @@ def folder(tmp_path_factory):
     made["corrupt"] = helpers.write_bad_files(os.path.join(d, "bad"))["corrupt"]
     made["dir"] = d
     return made
+
+
+@pytest.fixture(scope="module")
+def app_server(browser, folder):
+    """The App, serving a one-image "lobby" dataset first; ready once its
+    session shows that dataset in a browser (see ``wait_for_session``)."""
+    lobby = fo.Dataset("app-tests-lobby", overwrite=True)
+    lobby.persistent = True
+    lobby.add_sample(fo.Sample(filepath=folder["originals"][0]))
+    server = appbrowser.AppServer(
+        lobby.name, os.path.join(appbrowser.ARTIFACTS, "app-server.log")
+    )
+    try:
+        appbrowser.wait_for_session(browser, server, lobby.name)
+        yield server
+    finally:
+        server.stop()
+        lobby.delete()
 
 
 @pytest.fixture
@@ -74,8 +83,9 @@ def make_dataset(request):
 
 
 @pytest.fixture
-def app(browser, app_server, request):
-    """A fresh browser context on the App; a last screenshot at teardown."""
+def app(browser, app_server, make_dataset, request):
+    """A fresh browser context on the App; a last screenshot at teardown
+    (before the test's datasets are deleted)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     artifacts = os.path.join(appbrowser.ARTIFACTS, request.node.name)
     shutil.rmtree(artifacts, ignore_errors=True)
@@ -187,7 +197,8 @@ def test_compute_then_find_duplicates_from_the_operator_browser(
 
 
 def test_threshold_out_of_range_is_rejected_in_the_form(app, folder, make_dataset):
-    ds = make_dataset(folder["originals"])
+    ds = make_dataset(_all_paths(folder))
+    planted = folder["planted"]
     app.open_dataset(ds.name)
 
     form = app.open_operator("find_duplicates")
@@ -207,15 +218,28 @@ def test_threshold_out_of_range_is_rejected_in_the_form(app, folder, make_datase
     form.wait_runnable(False)
     app.screenshot("cnn-threshold-rejected")
 
+    ds.reload()
+    assert fod.list_runs(ds) == [] and not ds.has_sample_field("dhash")
+
+    # a corrected value runs; the result dialog offers the groups
     form.select("Encoder", "DHash")
     form.fill("Threshold (bits)", 12)
     form.wait_runnable()
     assert "Threshold must be between" not in form.text()
-    form.cancel()
+    form.check("Show the groups when done", False)
+    form.execute()
+    dialog = app.result_dialog("Duplicates found (run 'dedup')")
+    assert dialog.value("Groups") == str(len(planted))
+    assert "Review them with Show the groups below" in dialog.text()
+    app.screenshot("result-with-button")
+    dialog.click("Show the groups")
+    app.wait_for_notification(f"Showing {2 * len(planted)} sample(s) of run 'dedup'")
+    dialog.close()
+    app.wait_for_grid(2 * len(planted))
 
     ds.reload()
-    assert fod.list_runs(ds) == []
-    assert not ds.has_sample_field("dhash")
+    assert fod.list_runs(ds) == ["dedup"]
+    assert ds.get_run_info("dedup").config.threshold == 12
 
 
 def test_scheduled_run_is_finished_by_a_delegated_worker(
