@@ -15,6 +15,7 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_dedup import appui
 from fiftyone_dedup import core
 from fiftyone_dedup import encoders
 from fiftyone_dedup import hashing
@@ -51,10 +52,7 @@ def _run_in_app(ctx, work):
         what ``work`` returned (use ``result = yield from _run_in_app(...)``)
     """
     if ctx.delegated:
-        def report(fraction, label):
-            ctx.set_progress(progress=fraction, label=label)
-
-        return work(fprogress.callback(report, dt=1.0))
+        return _run_delegated(ctx, work)
 
     box = {}
 
@@ -85,6 +83,24 @@ def _run_in_app(ctx, work):
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def _run_delegated(ctx, work):
+    """Runs ``work(progress)`` in a delegated (scheduled) run, reporting
+    progress and the stage label on the run's record.
+
+    Args:
+        ctx: the execution context
+        work: a function of a ``progress`` callable returning a result
+
+    Returns:
+        what ``work`` returned
+    """
+
+    def report(fraction, label):
+        ctx.set_progress(progress=fraction, label=label)
+
+    return work(fprogress.callback(report, dt=1.0))
 
 
 def _execute_operator(operator, sample_collection, params, delegate):
@@ -123,7 +139,17 @@ def _target_inputs(ctx, inputs, what):
         "target_size",
         types.Notice(label=f"{n} sample(s) will be {what}ed"),
     )
+    appui.large_target_notice(inputs, n)
     return view
+
+
+def _execution_options(ctx):
+    """Both immediate and scheduled runs; scheduled by default when large."""
+    try:
+        n = len(ctx.target_view())
+    except Exception:  # noqa: BLE001 - no dataset yet: let the form say so
+        n = None
+    return appui.execution_options(n)
 
 
 def _encoder_inputs(ctx, inputs, hashes_only=False):
@@ -143,8 +169,9 @@ def _encoder_inputs(ctx, inputs, hashes_only=False):
         required=False,
         label="Encoder",
         description=(
-            "How images are compared: a 64-bit perceptual hash (fast, finds "
-            "resized, re-encoded and colour-adjusted copies)"
+            "How images are compared. The hashes are fast and find resized, "
+            "re-encoded and colour-adjusted copies"
+            + ("" if hashes_only else "; CNN embeddings also find heavier edits")
         ),
         view=choices,
     )
@@ -164,7 +191,7 @@ def _encoder_description(spec):
 
 def _threshold_input(ctx, inputs, spec):
     value = ctx.params.get("threshold")
-    label = "Threshold (bits)" if spec.is_hash else "Threshold (similarity)"
+    label = "Threshold (bits)" if spec.is_hash else "Threshold (cosine similarity)"
     kwargs = dict(
         default=spec.default_threshold,
         required=False,
@@ -180,7 +207,11 @@ def _threshold_input(ctx, inputs, spec):
             spec.validate_threshold(value)
         except ValueError as e:
             prop.invalid = True
-            prop.error_message = str(e)
+            prop.error_message = _sentence(str(e))
+
+
+def _sentence(text):
+    return text[:1].upper() + text[1:]
 
 
 def _run_key_input(ctx, inputs, view, default=core.DEFAULT_RUN_KEY):
@@ -314,21 +345,87 @@ def _grouping_inputs(ctx, inputs, spec):
 
 
 def _field_input(ctx, inputs, spec):
+    """The encodings field; empty means the chosen encoder's own field.
+
+    Returns:
+        the field name, or None if the name typed is invalid
+    """
     prop = inputs.str(
         "field",
-        default=spec.default_field,
         required=False,
         label="Encodings field",
-        description="The sample field that holds (or will hold) the encodings",
+        description=(
+            "The sample field that holds (or will hold) the encodings; "
+            f"leave empty for '{spec.default_field}'"
+        ),
+        view=types.TextFieldView(placeholder=spec.default_field),
     )
-    name = ctx.params.get("field", spec.default_field)
-    if name is not None:
-        try:
-            core.validate_field_name(name)
-        except ValueError as e:
-            prop.invalid = True
-            prop.error_message = str(e)
+    name = ctx.params.get("field") or spec.default_field
+    try:
+        core.validate_field_name(name)
+    except ValueError as e:
+        prop.invalid = True
+        prop.error_message = str(e)
+        return None
     return name
+
+
+def _encodings_notice(inputs, view, spec, field):
+    """Says how many target samples already have encodings in ``field``."""
+    n = len(view)
+    done = 0
+    if view._root_dataset.has_sample_field(field):
+        done = len(view.exists(field))
+    verb = "hashed" if spec.is_hash else "embedded"
+    if done == n:
+        label = f"All {n} sample(s) already {verb} in '{field}'"
+    elif done == 0:
+        label = f"No sample {verb} in '{field}' yet"
+    else:
+        label = f"{done} of {n} sample(s) already {verb} in '{field}'"
+    inputs.view(
+        "encodings_notice",
+        types.Notice(
+            label=label,
+            description=(
+                "Missing encodings, and those of files changed since, are "
+                "computed first"
+            ),
+        ),
+    )
+
+
+#: what a hashing result shows: key -> label
+_REPORT_LABELS = {
+    "field": "Field",
+    "num_computed": "Files read now",
+    "num_reused": "Reused (file unchanged)",
+    "num_failed": "Unreadable images",
+}
+
+#: what a duplicates result shows: summary key -> label
+_SUMMARY_LABELS = {
+    "num_groups": "Groups",
+    "num_duplicates": "Duplicates (tagged)",
+    "num_samples": "Samples searched",
+    "num_failed": "Unreadable images (skipped)",
+    "seconds": "Seconds",
+}
+
+
+def _rows(labels, values):
+    return [(key, label, values.get(key)) for key, label in labels.items()]
+
+
+def _output_schema(labels, title):
+    outputs = types.Object()
+    for key, label in labels.items():
+        outputs.str(key, label=label)
+    return types.Property(outputs, view=types.View(label=title))
+
+
+def _report_values(report):
+    return {key: getattr(report, key) for key in _REPORT_LABELS}
 
 
 # ----------------------------------------------------------------- operators
@@ -342,7 +439,10 @@ class ComputeHashes(foo.Operator):
         return foo.OperatorConfig(
             name="compute_hashes",
             label="Dedup: compute hashes",
-            description="Compute perceptual hashes (DHash) of images",
+            description=(
+                "Compute perceptual hashes (DHash, PHash, AHash, WHash) of "
+                "images as a sample field"
+            ),
             dynamic=True,
             execute_as_generator=True,
             allow_immediate_execution=True,
@@ -387,6 +487,9 @@ class ComputeHashes(foo.Operator):
             )
         return types.Property(inputs, view=types.View(label="Compute hashes"))
 
+    def resolve_execution_options(self, ctx):
+        return _execution_options(ctx)
+
     def execute(self, ctx):
         view = ctx.target_view()
         method = hashing.validate_method(ctx.params.get("encoder", "dhash"))
@@ -399,14 +502,28 @@ class ComputeHashes(foo.Operator):
                 progress=progress,
             )
 
+        if ctx.delegated:
+            return _report_values(_run_delegated(ctx, work))
+        return self._execute_in_app(ctx, work)
+
+    def _execute_in_app(self, ctx, work):
         report = yield from _run_in_app(ctx, work)
-        if not ctx.delegated:
-            yield ctx.ops.reload_dataset()
-            yield ctx.ops.notify(
-                f"Hashed {report.num_computed} image(s), reused "
-                f"{report.num_reused}, {report.num_failed} failed",
-                variant="warning" if report.num_failed else "success",
-            )
+        yield ctx.ops.reload_dataset()
+        note = appui.failures_note(report.failures)
+        yield appui.result_dialog(
+            ctx,
+            "Hashes computed",
+            _rows(_REPORT_LABELS, _report_values(report)),
+            notes=[note] if note else [],
+        )
+        yield ctx.ops.notify(
+            f"{report.num_computed} image(s) read, {report.num_reused} "
+            f"reused, {report.num_failed} unreadable",
+            variant="warning" if report.num_failed else "success",
+        )
+
+    def resolve_output(self, ctx):
+        return _output_schema(_REPORT_LABELS, "Hashes computed")
 
 
 class FindDuplicates(foo.Operator):
@@ -497,7 +614,9 @@ class FindDuplicates(foo.Operator):
             _keep_input(ctx, inputs, view)
             _grouping_inputs(ctx, inputs, spec)
             _run_key_input(ctx, inputs, view)
-            _field_input(ctx, inputs, spec)
+            field = _field_input(ctx, inputs, spec)
+            if field is not None:
+                _encodings_notice(inputs, view, spec, field)
             inputs.str(
                 "tag",
                 default=core.DEFAULT_TAG,
@@ -509,9 +628,15 @@ class FindDuplicates(foo.Operator):
                 "open_view",
                 default=True,
                 label="Show the groups when done",
-                description="Set the App's view to the groups found",
+                description=(
+                    "Set the App's view to the groups found: each kept "
+                    "sample followed by its duplicates"
+                ),
             )
         return types.Property(inputs, view=types.View(label="Find duplicates"))
+
+    def resolve_execution_options(self, ctx):
+        return _execution_options(ctx)
 
     def execute(self, ctx):
         view = ctx.target_view()
@@ -533,18 +658,74 @@ class FindDuplicates(foo.Operator):
                 **_grouping_params(params, spec),
             )
 
-        results = yield from _run_in_app(ctx, work)
         if ctx.delegated:
-            return
+            summary = _run_delegated(ctx, work).summary
+            return {key: summary.get(key) for key in _SUMMARY_LABELS}
+        return self._execute_in_app(ctx, work, run_key)
+
+    def _execute_in_app(self, ctx, work, run_key):
+        results = yield from _run_in_app(ctx, work)
+        summary = results.summary
         yield ctx.ops.reload_dataset()
-        if params.get("open_view", True) and results.summary["num_groups"]:
-            yield ctx.ops.set_view(results.view())
-        yield ctx.ops.notify(_summary_text(results.summary))
+        shown = ctx.params.get("open_view", True) and summary["num_groups"]
+        if shown:
+            yield from _show_groups(ctx, results.view(), run_key)
+        failures = core.get_failures(ctx.target_view(), results.config.field)
+        notes = _result_notes(summary, shown)
+        note = appui.failures_note(failures, summary["num_failed"])
+        if note:
+            notes.append(note)
+        buttons = []
+        if summary["num_groups"] and not shown:
+            buttons.append((
+                "show_groups", "Show the groups", _uri("show_duplicates"),
+                {"run_key": run_key, "role": "all"},
+            ))
+        yield appui.result_dialog(
+            ctx,
+            f"Duplicates found (run '{run_key}')",
+            _rows(_SUMMARY_LABELS, summary),
+            notes=notes,
+            buttons=buttons,
+        )
+        yield ctx.ops.notify(
+            _summary_text(summary),
+            variant="warning" if summary["num_failed"] else "success",
+        )
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("summary", label="Summary")
-        return types.Property(outputs, view=types.View(label="Duplicates found"))
+        return _output_schema(_SUMMARY_LABELS, "Duplicates found")
+
+
+def _result_notes(summary, shown):
+    if not summary["num_groups"]:
+        return ["No duplicates at this threshold."]
+    if shown:
+        return [
+            "The App now shows the groups: each kept sample, then its "
+            "duplicates, nearest first."
+        ]
+    return [
+        "Review them with **Show the groups** below, or later with "
+        "**Dedup: show duplicate groups**."
+    ]
+
+
+def _show_groups(ctx, view, run_key):
+    """Sets the App's view to ``view`` and shows the run's group, role and
+    score on the grid's tiles.
+
+    Returns:
+        the messages, which a generator operator must also yield
+    """
+    fields = [
+        f for f in _run_fields(ctx.dataset, run_key) if not f.endswith("_kept_id")
+    ]
+    return [ctx.ops.set_view(view), ctx.ops.set_active_fields(fields)]
+
+
+def _run_fields(dataset, run_key):
+    return list(dataset.get_run_info(run_key).config.output_fields or [])
 
 
 def _grouping_params(params, spec):
@@ -759,7 +940,10 @@ class ShowDuplicates(foo.Operator):
         return foo.OperatorConfig(
             name="show_duplicates",
             label="Dedup: show duplicate groups",
-            description="Show the groups of a duplicates run",
+            description=(
+                "Show the groups of a duplicates run (also of a scheduled "
+                "run that has finished)"
+            ),
             dynamic=True,
             view_target=False,
         )
@@ -778,12 +962,12 @@ class ShowDuplicates(foo.Operator):
 
     def execute(self, ctx):
         role = ctx.params.get("role", "all")
+        run_key = ctx.params["run_key"]
         view = core.duplicates_view(
-            ctx.dataset,
-            ctx.params["run_key"],
-            role=None if role == "all" else role,
+            ctx.dataset, run_key, role=None if role == "all" else role
         )
-        ctx.ops.set_view(view)
+        _show_groups(ctx, view, run_key)
+        ctx.ops.notify(f"Showing {len(view)} sample(s) of run '{run_key}'")
         return {"num_samples": len(view)}
 
 
