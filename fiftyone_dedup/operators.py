@@ -16,6 +16,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fiftyone_dedup import actions
+from fiftyone_dedup import appui
 from fiftyone_dedup import core
 from fiftyone_dedup import encoders
 from fiftyone_dedup import hashing
@@ -52,10 +53,7 @@ def _run_in_app(ctx, work):
         what ``work`` returned (use ``result = yield from _run_in_app(...)``)
     """
     if ctx.delegated:
-        def report(fraction, label):
-            ctx.set_progress(progress=fraction, label=label)
-
-        return work(fprogress.callback(report, dt=1.0))
+        return _run_delegated(ctx, work)
 
     box = {}
 
@@ -86,6 +84,24 @@ def _run_in_app(ctx, work):
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def _run_delegated(ctx, work):
+    """Runs ``work(progress)`` in a delegated (scheduled) run, reporting
+    progress and the stage label on the run's record.
+
+    Args:
+        ctx: the execution context
+        work: a function of a ``progress`` callable returning a result
+
+    Returns:
+        what ``work`` returned
+    """
+
+    def report(fraction, label):
+        ctx.set_progress(progress=fraction, label=label)
+
+    return work(fprogress.callback(report, dt=1.0))
 
 
 def _execute_operator(operator, sample_collection, params, delegate):
@@ -124,7 +140,17 @@ def _target_inputs(ctx, inputs, what):
         "target_size",
         types.Notice(label=f"{n} sample(s) will be {what}ed"),
     )
+    appui.large_target_notice(inputs, n)
     return view
+
+
+def _execution_options(ctx):
+    """Both immediate and scheduled runs; scheduled by default when large."""
+    try:
+        n = len(ctx.target_view())
+    except Exception:  # noqa: BLE001 - no dataset yet: let the form say so
+        n = None
+    return appui.execution_options(n)
 
 
 def _encoder_inputs(ctx, inputs, hashes_only=False):
@@ -144,8 +170,9 @@ def _encoder_inputs(ctx, inputs, hashes_only=False):
         required=False,
         label="Encoder",
         description=(
-            "How images are compared: a 64-bit perceptual hash (fast, finds "
-            "resized, re-encoded and colour-adjusted copies)"
+            "How images are compared. The hashes are fast and find resized, "
+            "re-encoded and colour-adjusted copies"
+            + ("" if hashes_only else "; CNN embeddings also find heavier edits")
         ),
         view=choices,
     )
@@ -165,7 +192,7 @@ def _encoder_description(spec):
 
 def _threshold_input(ctx, inputs, spec):
     value = ctx.params.get("threshold")
-    label = "Threshold (bits)" if spec.is_hash else "Threshold (similarity)"
+    label = "Threshold (bits)" if spec.is_hash else "Threshold (cosine similarity)"
     kwargs = dict(
         default=spec.default_threshold,
         required=False,
@@ -181,7 +208,11 @@ def _threshold_input(ctx, inputs, spec):
             spec.validate_threshold(value)
         except ValueError as e:
             prop.invalid = True
-            prop.error_message = str(e)
+            prop.error_message = _sentence(str(e))
+
+
+def _sentence(text):
+    return text[:1].upper() + text[1:]
 
 
 def _run_key_input(ctx, inputs, view, default=core.DEFAULT_RUN_KEY):
@@ -315,21 +346,87 @@ def _grouping_inputs(ctx, inputs, spec):
 
 
 def _field_input(ctx, inputs, spec):
+    """The encodings field; empty means the chosen encoder's own field.
+
+    Returns:
+        the field name, or None if the name typed is invalid
+    """
     prop = inputs.str(
         "field",
-        default=spec.default_field,
         required=False,
         label="Encodings field",
-        description="The sample field that holds (or will hold) the encodings",
+        description=(
+            "The sample field that holds (or will hold) the encodings; "
+            f"leave empty for '{spec.default_field}'"
+        ),
+        view=types.TextFieldView(placeholder=spec.default_field),
     )
-    name = ctx.params.get("field", spec.default_field)
-    if name is not None:
-        try:
-            core.validate_field_name(name)
-        except ValueError as e:
-            prop.invalid = True
-            prop.error_message = str(e)
+    name = ctx.params.get("field") or spec.default_field
+    try:
+        core.validate_field_name(name)
+    except ValueError as e:
+        prop.invalid = True
+        prop.error_message = str(e)
+        return None
     return name
+
+
+def _encodings_notice(inputs, view, spec, field):
+    """Says how many target samples already have encodings in ``field``."""
+    n = len(view)
+    done = 0
+    if view._root_dataset.has_sample_field(field):
+        done = len(view.exists(field))
+    verb = "hashed" if spec.is_hash else "embedded"
+    if done == n:
+        label = f"All {n} sample(s) already {verb} in '{field}'"
+    elif done == 0:
+        label = f"No sample {verb} in '{field}' yet"
+    else:
+        label = f"{done} of {n} sample(s) already {verb} in '{field}'"
+    inputs.view(
+        "encodings_notice",
+        types.Notice(
+            label=label,
+            description=(
+                "Missing encodings, and those of files changed since, are "
+                "computed first"
+            ),
+        ),
+    )
+
+
+#: what a hashing result shows: key -> label
+_REPORT_LABELS = {
+    "field": "Field",
+    "num_computed": "Files read now",
+    "num_reused": "Reused (file unchanged)",
+    "num_failed": "Unreadable images",
+}
+
+#: what a duplicates result shows: summary key -> label
+_SUMMARY_LABELS = {
+    "num_groups": "Groups",
+    "num_duplicates": "Duplicates (tagged)",
+    "num_samples": "Samples searched",
+    "num_failed": "Unreadable images (skipped)",
+    "seconds": "Seconds",
+}
+
+
+def _rows(labels, values):
+    return [(key, label, values.get(key)) for key, label in labels.items()]
+
+
+def _output_schema(labels, title):
+    outputs = types.Object()
+    for key, label in labels.items():
+        outputs.str(key, label=label)
+    return types.Property(outputs, view=types.View(label=title))
+
+
+def _report_values(report):
+    return {key: getattr(report, key) for key in _REPORT_LABELS}
 
 
 # ----------------------------------------------------------------- operators
@@ -343,7 +440,10 @@ class ComputeHashes(foo.Operator):
         return foo.OperatorConfig(
             name="compute_hashes",
             label="Dedup: compute hashes",
-            description="Compute perceptual hashes (DHash) of images",
+            description=(
+                "Compute perceptual hashes (DHash, PHash, AHash, WHash) of "
+                "images as a sample field"
+            ),
             dynamic=True,
             execute_as_generator=True,
             allow_immediate_execution=True,
@@ -388,6 +488,9 @@ class ComputeHashes(foo.Operator):
             )
         return types.Property(inputs, view=types.View(label="Compute hashes"))
 
+    def resolve_execution_options(self, ctx):
+        return _execution_options(ctx)
+
     def execute(self, ctx):
         view = ctx.target_view()
         method = hashing.validate_method(ctx.params.get("encoder", "dhash"))
@@ -400,14 +503,28 @@ class ComputeHashes(foo.Operator):
                 progress=progress,
             )
 
+        if ctx.delegated:
+            return _report_values(_run_delegated(ctx, work))
+        return self._execute_in_app(ctx, work)
+
+    def _execute_in_app(self, ctx, work):
         report = yield from _run_in_app(ctx, work)
-        if not ctx.delegated:
-            yield ctx.ops.reload_dataset()
-            yield ctx.ops.notify(
-                f"Hashed {report.num_computed} image(s), reused "
-                f"{report.num_reused}, {report.num_failed} failed",
-                variant="warning" if report.num_failed else "success",
-            )
+        yield ctx.ops.reload_dataset()
+        note = appui.failures_note(report.failures)
+        yield appui.result_dialog(
+            ctx,
+            "Hashes computed",
+            _rows(_REPORT_LABELS, _report_values(report)),
+            notes=[note] if note else [],
+        )
+        yield ctx.ops.notify(
+            f"{report.num_computed} image(s) read, {report.num_reused} "
+            f"reused, {report.num_failed} unreadable",
+            variant="warning" if report.num_failed else "success",
+        )
+
+    def resolve_output(self, ctx):
+        return _output_schema(_REPORT_LABELS, "Hashes computed")
 
 
 class FindDuplicates(foo.Operator):
@@ -498,7 +615,9 @@ class FindDuplicates(foo.Operator):
             _keep_input(ctx, inputs, view)
             _grouping_inputs(ctx, inputs, spec)
             _run_key_input(ctx, inputs, view)
-            _field_input(ctx, inputs, spec)
+            field = _field_input(ctx, inputs, spec)
+            if field is not None:
+                _encodings_notice(inputs, view, spec, field)
             inputs.str(
                 "tag",
                 default=core.DEFAULT_TAG,
@@ -510,9 +629,15 @@ class FindDuplicates(foo.Operator):
                 "open_view",
                 default=True,
                 label="Show the groups when done",
-                description="Set the App's view to the groups found",
+                description=(
+                    "Set the App's view to the groups found: each kept "
+                    "sample followed by its duplicates"
+                ),
             )
         return types.Property(inputs, view=types.View(label="Find duplicates"))
+
+    def resolve_execution_options(self, ctx):
+        return _execution_options(ctx)
 
     def execute(self, ctx):
         view = ctx.target_view()
@@ -534,18 +659,74 @@ class FindDuplicates(foo.Operator):
                 **_grouping_params(params, spec),
             )
 
-        results = yield from _run_in_app(ctx, work)
         if ctx.delegated:
-            return
+            summary = _run_delegated(ctx, work).summary
+            return {key: summary.get(key) for key in _SUMMARY_LABELS}
+        return self._execute_in_app(ctx, work, run_key)
+
+    def _execute_in_app(self, ctx, work, run_key):
+        results = yield from _run_in_app(ctx, work)
+        summary = results.summary
         yield ctx.ops.reload_dataset()
-        if params.get("open_view", True) and results.summary["num_groups"]:
-            yield ctx.ops.set_view(results.view())
-        yield ctx.ops.notify(_summary_text(results.summary))
+        shown = ctx.params.get("open_view", True) and summary["num_groups"]
+        if shown:
+            yield from _show_groups(ctx, results.view(), run_key)
+        failures = core.get_failures(ctx.target_view(), results.config.field)
+        notes = _result_notes(summary, shown)
+        note = appui.failures_note(failures, summary["num_failed"])
+        if note:
+            notes.append(note)
+        buttons = []
+        if summary["num_groups"] and not shown:
+            buttons.append((
+                "show_groups", "Show the groups", _uri("show_duplicates"),
+                {"run_key": run_key, "role": "all"},
+            ))
+        yield appui.result_dialog(
+            ctx,
+            f"Duplicates found (run '{run_key}')",
+            _rows(_SUMMARY_LABELS, summary),
+            notes=notes,
+            buttons=buttons,
+        )
+        yield ctx.ops.notify(
+            _summary_text(summary),
+            variant="warning" if summary["num_failed"] else "success",
+        )
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("summary", label="Summary")
-        return types.Property(outputs, view=types.View(label="Duplicates found"))
+        return _output_schema(_SUMMARY_LABELS, "Duplicates found")
+
+
+def _result_notes(summary, shown):
+    if not summary["num_groups"]:
+        return ["No duplicates at this threshold."]
+    if shown:
+        return [
+            "The App now shows the groups: each kept sample, then its "
+            "duplicates, nearest first."
+        ]
+    return [
+        "Review them with **Show the groups** below, or later with "
+        "**Dedup: show duplicate groups**."
+    ]
+
+
+def _show_groups(ctx, view, run_key):
+    """Sets the App's view to ``view`` and shows the run's group, role and
+    score on the grid's tiles.
+
+    Returns:
+        the messages, which a generator operator must also yield
+    """
+    fields = [
+        f for f in _run_fields(ctx.dataset, run_key) if not f.endswith("_kept_id")
+    ]
+    return [ctx.ops.set_view(view), ctx.ops.set_active_fields(fields)]
+
+
+def _run_fields(dataset, run_key):
+    return list(dataset.get_run_info(run_key).config.output_fields or [])
 
 
 def _grouping_params(params, spec):
@@ -760,7 +941,10 @@ class ShowDuplicates(foo.Operator):
         return foo.OperatorConfig(
             name="show_duplicates",
             label="Dedup: show duplicate groups",
-            description="Show the groups of a duplicates run",
+            description=(
+                "Show the groups of a duplicates run (also of a scheduled "
+                "run that has finished)"
+            ),
             dynamic=True,
             view_target=False,
         )
@@ -779,12 +963,12 @@ class ShowDuplicates(foo.Operator):
 
     def execute(self, ctx):
         role = ctx.params.get("role", "all")
+        run_key = ctx.params["run_key"]
         view = core.duplicates_view(
-            ctx.dataset,
-            ctx.params["run_key"],
-            role=None if role == "all" else role,
+            ctx.dataset, run_key, role=None if role == "all" else role
         )
-        ctx.ops.set_view(view)
+        _show_groups(ctx, view, run_key)
+        ctx.ops.notify(f"Showing {len(view)} sample(s) of run '{run_key}'")
         return {"num_samples": len(view)}
 
 
@@ -1009,6 +1193,9 @@ class MoveDuplicates(foo.Operator):
         inputs.md(_plan_markdown(plan.format(limit=None).splitlines()[1:]), name="plan_lines")
         _confirm_input(ctx, inputs, "Move these files")
 
+    def resolve_execution_options(self, ctx):
+        return _execution_options(ctx)
+
     def execute(self, ctx):
         view = ctx.target_view()
         params = ctx.params
@@ -1024,15 +1211,31 @@ class MoveDuplicates(foo.Operator):
                 progress=progress,
             )
 
-        result = yield from _run_in_app(ctx, work)
         if ctx.delegated:
-            return
+            return _move_values(_run_delegated(ctx, work))
+        return self._execute_in_app(ctx, work)
+
+    def _execute_in_app(self, ctx, work):
+        result = yield from _run_in_app(ctx, work)
         yield ctx.ops.reload_dataset()
+        buttons = []
+        if result.num_moved:
+            buttons.append((
+                "undo", "Undo this move", _uri("restore_duplicates"),
+                dict(duplicates_dir=result.duplicates_dir, move_id=result.move_id, confirm=True),
+            ))
+        yield appui.result_dialog(
+            ctx, "Duplicates moved", _rows(_MOVE_LABELS, _move_values(result)),
+            notes=_move_notes(result), buttons=buttons,
+        )
         yield ctx.ops.notify(
             f"Moved {result.num_moved} image(s) to {result.duplicates_dir}"
             + (f"; {result.num_skipped} not moved" if result.num_skipped else ""),
             variant="warning" if result.num_skipped else "success",
         )
+
+    def resolve_output(self, ctx):
+        return _output_schema(_MOVE_LABELS, "Duplicates moved")
 
 
 class RestoreDuplicates(foo.Operator):
@@ -1110,6 +1313,9 @@ class RestoreDuplicates(foo.Operator):
                     prop.error_message = str(e)
         return types.Property(inputs, view=types.View(label="Restore moved duplicates"))
 
+    def resolve_execution_options(self, ctx):
+        return appui.execution_options(None)
+
     def execute(self, ctx):
         dup = ctx.params["duplicates_dir"]
         move_id = ctx.params.get("move_id", "all")
@@ -1120,15 +1326,75 @@ class RestoreDuplicates(foo.Operator):
                 dup, move_id=None if move_id == "all" else move_id, dataset_name=name, progress=progress,
             )
 
-        result = yield from _run_in_app(ctx, work)
         if ctx.delegated:
-            return
+            return _restore_values(_run_delegated(ctx, work))
+        return self._execute_in_app(ctx, work)
+
+    def _execute_in_app(self, ctx, work):
+        result = yield from _run_in_app(ctx, work)
         yield ctx.ops.reload_dataset()
+        notes = [f"- {msg}" for msg in result.messages[:appui.MAX_LISTED_FAILURES]]
+        yield appui.result_dialog(
+            ctx, "Duplicates restored", _rows(_RESTORE_LABELS, _restore_values(result)),
+            notes=["\n".join(notes)] if notes else [],
+        )
         yield ctx.ops.notify(
-            f"Restored {result.num_restored} file(s) from {dup}"
+            f"Restored {result.num_restored} image(s) from {result.duplicates_dir}"
             + (f" ({len(result.messages)} note(s): {result.messages[0]})" if result.messages else ""),
             variant="warning" if result.messages else "success",
         )
+
+    def resolve_output(self, ctx):
+        return _output_schema(_RESTORE_LABELS, "Duplicates restored")
+
+
+#: what a move's result shows: key -> label
+_MOVE_LABELS = {
+    "num_moved": "Images moved",
+    "num_skipped": "Duplicates not moved",
+    "duplicates_dir": "Duplicates folder",
+    "manifest": "Manifest (what undo reads)",
+}
+
+#: what a restore's result shows: key -> label
+_RESTORE_LABELS = {
+    "num_restored": "Images put back",
+    "num_restored_labels": "Annotation files put back",
+    "duplicates_dir": "Duplicates folder",
+}
+
+
+def _move_values(result):
+    return {
+        "num_moved": result.num_moved,
+        "num_skipped": result.num_skipped,
+        "duplicates_dir": result.duplicates_dir,
+        "manifest": result.manifest,
+        "move_id": result.move_id,
+    }
+
+
+def _restore_values(result):
+    return {
+        "num_restored": result.num_restored,
+        "num_restored_labels": result.num_restored_labels,
+        "duplicates_dir": result.duplicates_dir,
+    }
+
+
+def _move_notes(result):
+    """Markdown: why duplicates stayed, and other notes."""
+    notes = []
+    n = appui.MAX_LISTED_FAILURES
+    if result.skipped:
+        lines = [f"**{len(result.skipped)} duplicate(s) not moved:**", ""]
+        lines += [f"- `{s['path']}`: {s['reason']}" for s in result.skipped[:n]]
+        if len(result.skipped) > n:
+            lines.append(f"- ... and {len(result.skipped) - n} more (see the manifest)")
+        notes.append("\n".join(lines))
+    if result.messages:
+        notes.append("\n".join(f"- {msg}" for msg in result.messages))
+    return notes
 
 
 OPERATORS = (

@@ -30,7 +30,10 @@ as_root() {
 apt_install() {
   # apt_install PKG...: installs Debian packages that are missing
   local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  # (a removed package can linger as "deinstall ok config-files")
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null 2>&1 || return 1
   say "installing Debian packages: ${missing[*]}"
@@ -86,7 +89,20 @@ if [ -z "${FIFTYONE_DATABASE_URI:-}" ] && ! mongod_ok; then
   mongod_ok || die "no working mongod for FiftyOne; install MongoDB and set FIFTYONE_DATABASE_URI"
 fi
 
-# 4. Run what was asked
+# 4. The browser for the App's tests: Debian's chromium, driven by Playwright
+# (never `playwright install`, which downloads its own build). Where it
+# cannot be installed the browser tests fail saying so, unless
+# FIFTYONE_DEDUP_SKIP_BROWSER=1 opts out of them.
+have_chromium() {
+  [ -n "${FIFTYONE_DEDUP_CHROMIUM:-}" ] && [ -x "${FIFTYONE_DEDUP_CHROMIUM}" ] && return 0
+  [ -x /usr/bin/chromium ] || [ -x /usr/lib/chromium/chromium ]
+}
+if [ "$ACTION" = test ] && [ "${FIFTYONE_DEDUP_SKIP_BROWSER:-}" != 1 ] && ! have_chromium; then
+  apt_install chromium chromium-driver \
+    || say "warning: could not install chromium (needs apt and root or sudo); the browser tests will fail. Install Chromium and set FIFTYONE_DEDUP_CHROMIUM, or set FIFTYONE_DEDUP_SKIP_BROWSER=1 to skip them"
+fi
+
+# 5. Run what was asked
 export FIFTYONE_DATABASE_VALIDATION=${FIFTYONE_DATABASE_VALIDATION:-false}
 export FIFTYONE_DO_NOT_TRACK=${FIFTYONE_DO_NOT_TRACK:-true}
 case "$ACTION" in

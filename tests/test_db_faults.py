@@ -43,10 +43,10 @@ def _wait_for_samples(uri, name, timeout=120):
     return False
 
 
-@pytest.mark.parametrize("delay", [0.0, 1.0])
+@pytest.mark.parametrize("delay", [0.0, 0.4])
 def test_database_lost_mid_run_then_rerun_repairs(own_db, tmp_path, delay):
     folder = tmp_path / "imgs"
-    made = helpers.make_folder(str(folder), num_textures=150)
+    made = helpers.make_folder(str(folder), num_textures=400)
     report = tmp_path / "r.json"
     args = ["-d", folder, "--no_data_dir", "--no_annot", "--encoder", "DHash",
             "--dataset", "dbfault", "--report", report, "--quiet", "--num_workers", "0",

@@ -113,6 +113,40 @@ def test_find_duplicates_delegated(dataset, folder):
     if doc is not None:
         assert doc.run_state == ExecutionRunState.COMPLETED
     assert fod.load_run(dataset, "sched").summary["num_groups"] == len(folder["planted"])
+    # the summary is kept on the operation's record (`fiftyone delegated output`)
+    assert ops[0].result.result["num_groups"] == len(folder["planted"])
+    assert ops[0].result.result["num_failed"] == 1
+    assert ops[0].status.label  # the stage last reported
+
+
+def test_compute_hashes_delegated_keeps_its_report(dataset):
+    queued = foo.get_operator(uri("compute_hashes"))(dataset, delegate=True)
+    assert queued.error is None
+    dos = DelegatedOperationService()
+    dos.execute_queued_operations(dataset_name=dataset.name, operator=uri("compute_hashes"))
+    (op,) = dos.list_operations(dataset_name=dataset.name, operator=uri("compute_hashes"))
+    assert op.run_state == ExecutionRunState.COMPLETED
+    assert op.result.result == {
+        "field": "dhash", "num_computed": len(dataset), "num_reused": 0, "num_failed": 1,
+    }
+
+
+def test_large_targets_default_to_a_scheduled_run(dataset, monkeypatch):
+    from fiftyone.operators.executor import ExecutionContext
+    from fiftyone_dedup import appui
+
+    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {}})
+    for name in ("compute_hashes", "find_duplicates"):
+        op = foo.get_operator(uri(name))
+        options = op.resolve_execution_options(ctx)
+        assert options.allow_immediate_execution and options.allow_delegated_execution
+        assert not options.default_choice_to_delegated
+    monkeypatch.setattr(appui, "LARGE_TARGET", len(dataset) - 1)
+    for name in ("compute_hashes", "find_duplicates"):
+        options = foo.get_operator(uri(name)).resolve_execution_options(ctx)
+        assert options.default_choice_to_delegated
+        inputs = foo.get_operator(uri(name)).resolve_input(ctx)
+        assert "large_target" in inputs.type.properties
 
 
 @pytest.mark.parametrize(
