@@ -20,10 +20,12 @@ import fiftyone.core.media as fom
 from fiftyone import ViewField as F
 
 from fiftyone_dedup import decode
+from fiftyone_dedup import embeddings
 from fiftyone_dedup import encoders
 from fiftyone_dedup import grouping
 from fiftyone_dedup import hashing
 from fiftyone_dedup import keep as keep_policies
+from fiftyone_dedup import models
 from fiftyone_dedup import search
 from fiftyone_dedup import runs
 from fiftyone_dedup.progress import ProgressBar
@@ -233,7 +235,7 @@ def compute_hashes(
 
 def _encode_collection(
     samples, field, settings, encode, overwrite, skip_failures, progress, label,
-    field_type=fof.StringField,
+    field_type=fof.StringField, chunk_size=None,
 ):
     ids, paths = samples.values(["id", "filepath"])
     n = len(ids)
@@ -249,21 +251,37 @@ def _encode_collection(
     todo = list(range(n))
     old_errors = [None] * n
     if not overwrite and all(f in schema for f in (field, sfield, efield)):
-        old, old_errors, old_stamps = samples.values([field, efield, sfield])
+        # whether a value is stored, not the values (vectors can be large)
+        has_value, old_errors, old_stamps = samples.values(
+            [F(field).exists(), efield, sfield]
+        )
         # reuse values and failures of files that have not changed since
         todo = [
             i
             for i in range(n)
             if old_stamps[i] is None
             or old_stamps[i] != stamps[i]
-            or (old[i] is None and old_errors[i] is None)
+            or (not has_value[i] and old_errors[i] is None)
         ]
     report.num_reused = n - len(todo)
     report.num_computed = len(todo)
     errors_now = list(old_errors)
 
     if todo:
+        chunk_size = chunk_size or len(todo)
         values, errors, new_stamps = {}, {}, {}
+
+        def flush():
+            _ensure_field(samples, field, field_type)
+            _ensure_field(samples, efield, fof.StringField)
+            _ensure_field(samples, sfield, fof.StringField)
+            samples.set_values(field, values, key_field="id")
+            samples.set_values(efield, errors, key_field="id")
+            samples.set_values(sfield, new_stamps, key_field="id")
+            values.clear()
+            errors.clear()
+            new_stamps.clear()
+
         with ProgressBar(
             total=len(todo), progress=progress, label=label, iters_str="images"
         ) as pb:
@@ -274,19 +292,21 @@ def _encode_collection(
                 errors[sid] = error
                 errors_now[i] = error
                 new_stamps[sid] = stamps[i]
-
-        _ensure_field(samples, field, field_type)
-        _ensure_field(samples, efield, fof.StringField)
-        _ensure_field(samples, sfield, fof.StringField)
-        samples.set_values(field, values, key_field="id")
-        samples.set_values(efield, errors, key_field="id")
-        samples.set_values(sfield, new_stamps, key_field="id")
+                if len(values) >= chunk_size:
+                    flush()
+        if values:
+            flush()
 
     report.failures = [
         {"id": ids[i], "filepath": paths[i], "error": errors_now[i]}
         for i in range(n)
         if errors_now[i] is not None
     ]
+    _report_failures(report, efield, skip_failures)
+    return report
+
+
+def _report_failures(report, efield, skip_failures):
     if report.failures:
         first = report.failures[0]
         logger.warning(
@@ -301,7 +321,6 @@ def _encode_collection(
             f"{len(report.failures)} image(s) could not be encoded; first: "
             f"{first['filepath']}: {first['error']}"
         )
-    return report
 
 
 def _stamp(settings, file_stamp):
@@ -314,6 +333,169 @@ def _ensure_field(samples, field, field_type):
         dataset.add_sample_field(field, field_type)
 
 
+#: embeddings written per database round trip (bounds memory on large sets)
+EMBEDDINGS_CHUNK_SIZE = 2048
+
+
+def compute_embeddings(
+    samples,
+    model=None,
+    field=None,
+    transform=None,
+    batch_size=None,
+    num_workers=None,
+    device="auto",
+    overwrite=False,
+    skip_failures=True,
+    progress=None,
+):
+    """Computes a CNN embedding of every sample's image as a vector field.
+
+    Images are decoded straight to about the model's input size, in worker
+    processes, and embedded in batches (on the GPU when there is one); the
+    vectors are written in chunks with ``set_values``. Images that cannot be
+    read get ``None`` and the reason in ``<field>_error``; the run goes on.
+    Stored embeddings of files that have not changed since (same size and
+    modification time) and of the same model are reused unless
+    ``overwrite`` is set; another model recomputes them.
+
+    An existing embeddings field that fiftyone_dedup did not write (from
+    FiftyOne Brain, ``apply_model``, or your own code) is used as is: pass
+    its name as ``model`` (or as ``field`` with no ``model``). It is checked,
+    never changed.
+
+    Args:
+        samples: a FiftyOne dataset or view of images
+        model (None): ``None`` or ``"efficientnet-lite0"`` for the default
+            (pretrained, works offline); ``"mobilenet_v3_small"``,
+            ``"efficientnet_b4"`` or ``"vit_b_16"`` for imagededup's models
+            (their weights download on first use); a FiftyOne zoo model name
+            or model; a torch module or callable with ``transform``;
+            imagededup's ``CustomModel``; or the name of an existing
+            embeddings field (see :mod:`fiftyone_dedup.models`)
+        field (None): the vector field to store embeddings in; defaults to
+            ``"cnn_embedding"``
+        transform (None): for a torch module or callable, the function that
+            turns a PIL RGB image into its ``(C, H, W)`` input tensor
+        batch_size (None): images per batch; ``None`` for 16 on the CPU, 64
+            on a GPU
+        num_workers (None): decode worker processes; ``None`` for one per
+            CPU beyond the first, ``0`` to decode in this process
+        device ("auto"): ``"auto"`` (a GPU if there is one), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"`` or ``"mps"``
+        overwrite (False): recompute embeddings that are already stored
+        skip_failures (True): record unreadable images and go on; if False,
+            raise after storing what was computed
+        progress (None): ``None``, a bool, or a callable (see
+            :mod:`fiftyone_dedup.progress`)
+
+    Returns:
+        an :class:`EncodeReport`
+
+    Raises:
+        ValueError: for bad arguments (before anything is changed), a model
+            that cannot be loaded here (for example, offline; see
+            :class:`fiftyone_dedup.models.ModelUnavailableError`), or an
+            unreadable image when ``skip_failures`` is False
+    """
+    check_collection(samples)
+    existing = _existing_embeddings_field(samples, model, field, overwrite)
+    if existing is not None:
+        return _check_existing_embeddings(samples, existing, skip_failures)
+
+    name = models.model_name(model, transform)
+    field = validate_field_name(field or encoders.ENCODERS["cnn"].default_field)
+    _check_field_type(
+        samples, field, (fof.VectorField, fof.ArrayField), "embedding vectors"
+    )
+    embeddings.check_count(batch_size, "batch_size", minimum=1)
+    embeddings.check_count(num_workers, "num_workers", minimum=0)
+    models.resolve_device(device)
+
+    def encode(paths):
+        return embeddings.embed_files(
+            paths,
+            model=model,
+            transform=transform,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+        )
+
+    return _encode_collection(
+        samples,
+        field,
+        f"cnn:{name}",
+        encode,
+        overwrite=overwrite,
+        skip_failures=skip_failures,
+        progress=progress,
+        label="Embedding images",
+        field_type=fof.VectorField,
+        chunk_size=EMBEDDINGS_CHUNK_SIZE,
+    )
+
+
+def _existing_embeddings_field(samples, model, field, overwrite):
+    """The field to use as is, if the arguments name existing embeddings."""
+    schema = samples._root_dataset.get_field_schema()
+    if isinstance(model, str) and model in schema:
+        if field is not None and field != model:
+            raise ValueError(
+                f"model names the embeddings field '{model}' but field is "
+                f"'{field}'; pass one of them"
+            )
+        _check_vector_field_type(schema, model)
+        return model
+    if field is None or field not in schema or stamp_field(field) in schema:
+        return None
+    # a field fiftyone_dedup did not write: never overwritten silently
+    if model is None and not overwrite:
+        _check_vector_field_type(schema, field)
+        return field
+    if not overwrite:
+        raise ValueError(
+            f"Field '{field}' holds values that fiftyone_dedup did not "
+            "compute; pass overwrite=True to replace them with this model's "
+            "embeddings, or choose another field"
+        )
+    return None
+
+
+def _check_vector_field_type(schema, name):
+    ftype = schema[name]
+    ok = (fof.VectorField, fof.ArrayField, fof.ListField)
+    if not isinstance(ftype, ok):
+        raise ValueError(
+            f"Field '{name}' is a {type(ftype).__name__}, not embedding "
+            "vectors (VectorField, ArrayField or a list of numbers)"
+        )
+
+
+def _check_existing_embeddings(samples, field, skip_failures):
+    ids, paths = samples.values(["id", "filepath"])
+    valid_ids, _ = _load_encodings(samples, encoders.ENCODERS["cnn"], field)
+    valid = set(valid_ids)
+    efield = error_field(field)
+    errors = {}
+    if samples._root_dataset.has_sample_field(efield):
+        errors = dict(zip(ids, samples.values(efield)))
+    report = EncodeReport(
+        field=field, num_samples=len(ids), num_reused=len(valid_ids)
+    )
+    report.failures = [
+        {
+            "id": sid,
+            "filepath": path,
+            "error": errors.get(sid) or f"no embedding in field '{field}'",
+        }
+        for sid, path in zip(ids, paths)
+        if sid not in valid
+    ]
+    _report_failures(report, efield, skip_failures)
+    return report
+
+
 def compute_encodings(samples, encoder="dhash", field=None, **kwargs):
     """Computes encodings of an encoder as a sample field.
 
@@ -322,16 +504,17 @@ def compute_encodings(samples, encoder="dhash", field=None, **kwargs):
         encoder ("dhash"): an encoder name (see
             :mod:`fiftyone_dedup.encoders`)
         field (None): the field; defaults to the encoder's
-        **kwargs: passed to :func:`compute_hashes`
+        **kwargs: passed to :func:`compute_hashes` or
+            :func:`compute_embeddings`
 
     Returns:
         an :class:`EncodeReport`
     """
     spec = encoders.get_encoder(encoder)
-    field = field or spec.default_field
     if spec.is_hash:
+        field = field or spec.default_field
         return compute_hashes(samples, field=field, method=spec.name, **kwargs)
-    raise ValueError(f"Encoder {spec.label} is not available yet")
+    return compute_embeddings(samples, field=field, **kwargs)
 
 
 def _load_encodings(samples, spec, field):
@@ -341,8 +524,46 @@ def _load_encodings(samples, spec, field):
     if spec.is_hash:
         codes = hashing.hex_to_codes([values[i] for i in valid])
         return valid_ids, codes
-    vectors = np.asarray([values[i] for i in valid], dtype=np.float32)
+    vectors = _stack_vectors([values[i] for i in valid], valid_ids, field)
     return valid_ids, vectors
+
+
+def _stack_vectors(values, ids, field):
+    if not values:
+        return np.zeros((0, 0), dtype=np.float32)
+    try:
+        vectors = np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError):
+        vectors = None
+    if vectors is None or vectors.ndim != 2:
+        first = np.asarray(values[0]) if not isinstance(values[0], str) else None
+        if first is None or first.ndim != 1:
+            raise ValueError(
+                f"Field '{field}' does not hold embedding vectors (sample "
+                f"{ids[0]} has {type(values[0]).__name__} {_short(values[0])})"
+            )
+        for sid, v in zip(ids, values):
+            a = None if isinstance(v, str) else np.asarray(v)
+            if a is None or a.shape != first.shape:
+                raise ValueError(
+                    f"Field '{field}' holds embeddings of different sizes: "
+                    f"sample {ids[0]} has {first.shape}, sample {sid} has "
+                    f"{'a string' if a is None else a.shape}; they must come "
+                    "from one model"
+                )
+        raise ValueError(f"Field '{field}' does not hold numeric vectors")
+    bad = ~np.all(np.isfinite(vectors), axis=1)
+    if bad.any():
+        raise ValueError(
+            f"Field '{field}' has {int(bad.sum())} embedding(s) with NaN or "
+            f"infinite values (first: sample {ids[int(np.argmax(bad))]})"
+        )
+    return vectors
+
+
+def _short(value, n=40):
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _search_within(spec, encodings, threshold, progress):
@@ -369,6 +590,9 @@ def find_duplicates(
     overwrite_encodings=False,
     exact=False,
     num_workers=None,
+    model=None,
+    batch_size=None,
+    device="auto",
     progress=None,
 ):
     """Finds near-duplicate images, groups them, keeps one per group and tags
@@ -387,10 +611,14 @@ def find_duplicates(
     Args:
         samples: a FiftyOne dataset or view of images
         threshold (None): for hashes the maximum Hamming distance in bits
-            (0-64, default 10); for embeddings the minimum cosine similarity
-            (-1 to 1)
-        encoder ("dhash"): the encoder (see :mod:`fiftyone_dedup.encoders`)
-        field (None): the encodings field; defaults to the encoder's
+            (0-64, default 10); for CNN embeddings the minimum cosine
+            similarity (-1 to 1, default
+            ``encoders.ENCODERS["cnn"].default_threshold``)
+        encoder ("dhash"): the encoder (see :mod:`fiftyone_dedup.encoders`):
+            ``"dhash"``, ``"phash"``, ``"ahash"``, ``"whash"`` or ``"cnn"``
+        field (None): the encodings field; defaults to the encoder's. For
+            CNN, an existing embeddings field that fiftyone_dedup did not
+            write (FiftyOne Brain's, your own) is used as is
         run_key ("dedup"): the key of the run and prefix of its fields
         keep ("first"): the keep policy (see :mod:`fiftyone_dedup.keep`)
         tag ("duplicate"): the tag added to duplicates; ``None`` for none
@@ -400,6 +628,12 @@ def find_duplicates(
         exact (False): hash encoders: decode JPEGs fully (bit-identical to
             imagededup, slower)
         num_workers (None): worker processes for encoding
+        model (None): CNN only: the embedding model (see
+            :func:`compute_embeddings`), or the name of an existing
+            embeddings field to use as is; ``None`` for the offline default
+            ``"efficientnet-lite0"``
+        batch_size (None): CNN only: images per batch
+        device ("auto"): CNN only: where the model runs
         progress (None): ``None``, a bool, or a callable (see
             :mod:`fiftyone_dedup.progress`)
 
@@ -411,6 +645,11 @@ def find_duplicates(
     """
     spec = encoders.get_encoder(encoder)
     threshold = spec.validate_threshold(threshold)
+    if spec.is_hash and (model is not None or batch_size is not None):
+        raise ValueError(
+            f"model and batch_size apply to the CNN encoder, not {spec.label}"
+        )
+    user_field = field
     field = validate_field_name(field or spec.default_field)
     run_key = validate_run_key(run_key)
     keep_policies.validate_keep(keep)
@@ -418,11 +657,28 @@ def find_duplicates(
         raise ValueError(f"tag must be a non-empty string or None, got {tag!r}")
     check_collection(samples, nonempty=True)
     _check_run_key_free(samples, run_key)
+    model_label = None
+    if not spec.is_hash:
+        existing = _existing_embeddings_field(
+            samples,
+            model,
+            field if model is None else user_field,
+            overwrite_encodings,
+        )
+        if existing is not None:
+            field, compute, model_label = existing, False, f"field:{existing}"
+        else:
+            model_label = models.model_name(model)
+            embeddings.check_count(batch_size, "batch_size", minimum=1)
+            models.resolve_device(device)
 
     started = time.time()
     report = None
     if compute:
-        kwargs = {"exact": exact} if spec.is_hash else {}
+        if spec.is_hash:
+            kwargs = {"exact": exact}
+        else:
+            kwargs = dict(model=model, batch_size=batch_size, device=device)
         report = compute_encodings(
             samples,
             encoder=spec,
@@ -460,6 +716,7 @@ def find_duplicates(
         keep=keep,
         tag=tag,
         output_fields=_output_fields(run_key, spec.metric),
+        model=model_label,
     )
     samples.register_run(run_key, config, overwrite=True, cleanup=True)
     _write_groups(samples, run_key, spec.metric, ids, groups, tag)

@@ -59,6 +59,9 @@ class DedupRunConfig(fors.RunConfig):
         cross_datasets (None): for cross-dataset runs, the names of the other
             datasets taking part
         mode (None): for cross-dataset runs, ``"query"`` or ``"union"``
+        model (None): for embeddings, the model that computed them
+            (``"efficientnet-lite0"``, ``"zoo:<name>"``, ...), or
+            ``"field:<name>"`` for embeddings used as found
         **kwargs: other JSON-serializable parameters
     """
 
@@ -74,6 +77,7 @@ class DedupRunConfig(fors.RunConfig):
         output_fields=None,
         cross_datasets=None,
         mode=None,
+        model=None,
         **kwargs,
     ):
         kwargs.setdefault("method", METHOD)
@@ -88,6 +92,7 @@ class DedupRunConfig(fors.RunConfig):
         self.output_fields = list(output_fields or [])
         self.cross_datasets = list(cross_datasets or [])
         self.mode = mode
+        self.model = model
 
 
 class DedupRun(fors.Run):
