@@ -2,7 +2,7 @@
 
 Keeps the flags of ``remove_duplicates.py``, the script this grew from::
 
-    fiftyone-dedup -d ~/dataset
+    fiftyone-dedup -d ~/dataset                       # CNN embeddings (offline model)
     fiftyone-dedup -d ~/images --no_data_dir --no_annot --encoder DHash
     fiftyone-dedup -r ~/dataset -d dir_1 dir_2 --report report.json
     fiftyone-dedup demo
@@ -68,14 +68,30 @@ def build_parser():
         help="a root that the --dirs are relative to (-r ~/dataset -d dir_1 dir_2)",
     )
     p.add_argument(
-        "--encoder", default="DHash", metavar="NAME",
-        help=f"the encoder: {', '.join(_encoder_names())} (default: DHash)",
+        "--encoder", default="CNN", metavar="NAME",
+        help=f"the encoder: {', '.join(_encoder_names())} (default: CNN)",
     )
     p.add_argument(
         "--threshold", metavar="T",
         help="hashes: maximum Hamming distance in bits (0-64, default 10); "
         f"CNN: {encoders.CNN_HELP} (default "
         f"{encoders.ENCODERS['cnn'].default_threshold})",
+    )
+    p.add_argument(
+        "--model", metavar="NAME",
+        help="CNN: the embedding model (default: efficientnet-lite0, "
+        "pretrained, needs no download); imagededup's mobilenet_v3_small, "
+        "efficientnet_b4 or vit_b_16, or a FiftyOne zoo model name, download "
+        "their weights on first use",
+    )
+    p.add_argument(
+        "--batch_size", type=int, metavar="N",
+        help="CNN: images per batch (default: 16 on the CPU, 64 on a GPU)",
+    )
+    p.add_argument(
+        "--device", default="auto", metavar="DEVICE",
+        help="CNN: where the model runs: auto (a GPU if there is one), cpu, "
+        "cuda, cuda:N, mps (default: auto)",
     )
     p.add_argument(
         "--dry_run", action="store_true",
@@ -149,6 +165,26 @@ def _parse_threshold(spec, text):
         raise UsageError(f"--threshold: {e}") from None
 
 
+def _check_model_args(spec, args):
+    if spec.is_hash:
+        for flag in ("model", "batch_size"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag} applies to --encoder CNN, not {spec.label}")
+        return
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch_size must be 1 or more, got {args.batch_size}")
+    from fiftyone_dedup import models
+
+    try:
+        models.model_name(args.model)
+    except ValueError as e:
+        raise UsageError(f"--model: {e}") from None
+    try:
+        models.resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(f"--device: {e}") from None
+
+
 def validate_args(args):
     """Checks arguments before any work; returns what the run needs.
 
@@ -163,6 +199,7 @@ def validate_args(args):
     except ValueError as e:
         raise UsageError(f"--encoder: {e}") from None
     threshold = _parse_threshold(spec, args.threshold)
+    _check_model_args(spec, args)
     if args.num_workers is not None and args.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {args.num_workers}")
     if not args.run_key.isidentifier():
@@ -224,6 +261,9 @@ def run(args):
         keep=args.keep,
         exact=args.exact,
         num_workers=args.num_workers,
+        model=None if spec.is_hash else args.model,
+        batch_size=None if spec.is_hash else args.batch_size,
+        device=args.device,
         progress=progress,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)

@@ -248,7 +248,7 @@ def model_name(model=None, transform=None):
         return f"zoo:{model}"
     if _is_fiftyone_model(model):
         _check_fiftyone_model(model)
-        return f"fiftyone:{type(model).__name__}"
+        return _fiftyone_model_name(model)
     if _is_custom_model(model):
         if model.model is None or model.transform is None:
             raise ValueError(
@@ -283,6 +283,16 @@ def _custom_name(name, obj):
     cls = type(obj)
     label = getattr(obj, "__qualname__", None) if cls.__name__ == "function" else None
     return f"custom:{label or cls.__qualname__}"
+
+
+def _fiftyone_model_name(model):
+    # a FiftyOne model's config says which network it runs
+    config = getattr(model, "config", None)
+    for attr in ("entrypoint_fcn", "model_name", "name", "model_path"):
+        value = getattr(config, attr, None)
+        if isinstance(value, str) and value:
+            return f"fiftyone:{value}"
+    return f"fiftyone:{type(model).__qualname__}"
 
 
 def _is_custom_model(model):
@@ -610,12 +620,17 @@ def _from_fiftyone_model(fo_model, name):
     ragged = getattr(fo_model, "ragged_batches", True)
     if transforms is not None and not ragged and hasattr(fo_model, "preprocess"):
         # A Torch model: its transforms run in the decode workers, then
-        # batches go to the model as tensors
-        fo_model.preprocess = False
+        # batches go to the model as tensors (its own preprocessing off
+        # meanwhile)
 
         def forward(batch):
-            with fo_model:
-                return fo_model.embed_all(batch)
+            preprocess = fo_model.preprocess
+            fo_model.preprocess = False
+            try:
+                with fo_model:
+                    return fo_model.embed_all(batch)
+            finally:
+                fo_model.preprocess = preprocess
 
         return EmbeddingModel(
             name,
