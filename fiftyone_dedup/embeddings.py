@@ -31,11 +31,12 @@ _MIN_FILES_FOR_WORKERS = 32
 class _ImageFiles:
     """A map-style dataset of ``(index, input, error)`` per image file."""
 
-    def __init__(self, paths, transform, draft_size, max_pixels):
+    def __init__(self, paths, transform, draft_size, max_pixels, luma=False):
         self.paths = paths
         self.transform = transform
         self.draft_size = draft_size
         self.max_pixels = max_pixels
+        self.luma = luma
 
     def __len__(self):
         return len(self.paths)
@@ -44,7 +45,10 @@ class _ImageFiles:
         path = self.paths[i]
         try:
             img = decode.load_rgb(
-                path, draft_size=self.draft_size, max_pixels=self.max_pixels
+                path,
+                draft_size=self.draft_size,
+                max_pixels=self.max_pixels,
+                luma=self.luma,
             )
         except decode.DecodeError as e:
             return i, None, str(e)
@@ -150,7 +154,9 @@ def embed_files(
 
     from fiftyone_dedup.hashing import pool_context
 
-    files = _ImageFiles(paths, loaded.transform, loaded.input_size, max_pixels)
+    files = _ImageFiles(
+        paths, loaded.transform, loaded.input_size, max_pixels, loaded.luma
+    )
     kwargs = {}
     if num_workers > 0:
         kwargs = dict(multiprocessing_context=pool_context(), prefetch_factor=2)
@@ -166,7 +172,7 @@ def embed_files(
     for index, inputs, errors in loader:
         vectors = loaded.embed_batch(inputs) if index else None
         by_index = dict(zip(index, vectors)) if index else {}
-        first = index[0] if index else min(errors)
+        first = min(index[:1] + list(errors))  # batches are contiguous
         for i in range(first, first + len(index) + len(errors)):
             if i in errors:
                 yield None, errors[i]

@@ -214,9 +214,9 @@ def normalize(vectors):
         vectors: an ``(n, d)`` array
 
     Returns:
-        a C-contiguous ``float32`` array
+        a new C-contiguous ``float32`` array (``vectors`` is left as it is)
     """
-    x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    x = np.array(vectors, dtype=np.float32, order="C", copy=True)
     if x.ndim != 2:
         raise ValueError(f"Expected a 2-D array of embeddings, got {x.shape}")
     norms = np.linalg.norm(x, axis=1, keepdims=True)

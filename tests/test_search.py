@@ -117,3 +117,12 @@ def test_cosine_threshold_is_validated(bad):
 def test_cross_dimension_mismatch_is_explained():
     with pytest.raises(ValueError, match="same model"):
         search.cosine_cross(np.ones((2, 3)), np.ones((2, 4)), 0.9)
+
+
+def test_normalize_leaves_the_callers_vectors_alone():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    before = x.copy()
+    i, j, s = search.cosine_pairs(x, 0.5)
+    y = search.normalize(x)
+    assert np.array_equal(x, before)
+    np.testing.assert_allclose(y, [[0.6, 0.8], [0.0, 0.0]])
