@@ -17,7 +17,7 @@ from fiftyone_dedup.operators import PLUGIN_NAME
 
 import helpers
 
-OPERATORS = ("compute_hashes", "find_duplicates", "show_duplicates", "clear_duplicates")
+OPERATORS = ("compute_hashes", "compute_embeddings", "find_duplicates", "show_duplicates", "clear_duplicates")
 
 
 def uri(name):
