@@ -521,37 +521,32 @@ def _load_encodings(samples, spec, field):
     ids, values = samples.values(["id", field])
     valid = [i for i, v in enumerate(values) if v is not None]
     valid_ids = [ids[i] for i in valid]
+    values = [values[i] for i in valid]
     if spec.is_hash:
-        codes = hashing.hex_to_codes([values[i] for i in valid])
-        return valid_ids, codes
-    vectors = _stack_vectors([values[i] for i in valid], valid_ids, field)
-    return valid_ids, vectors
+        return valid_ids, hashing.hex_to_codes(values)
+    return valid_ids, _stack_vectors(values, valid_ids, field)
 
 
 def _stack_vectors(values, ids, field):
+    """Stacks a list of vectors into a float32 array, emptying the list as
+    it goes (so the vectors are never held twice)."""
     if not values:
         return np.zeros((0, 0), dtype=np.float32)
-    try:
-        vectors = np.asarray(values, dtype=np.float32)
-    except (ValueError, TypeError):
-        vectors = None
-    if vectors is None or vectors.ndim != 2:
-        first = np.asarray(values[0]) if not isinstance(values[0], str) else None
-        if first is None or first.ndim != 1:
+    first = _as_vector(values[0], ids[0], field)
+    vectors = np.empty((len(values), len(first)), dtype=np.float32)
+    for k, v in enumerate(values):
+        try:
+            if np.ndim(v) != 1:
+                raise ValueError
+            vectors[k] = v
+        except (ValueError, TypeError):
+            shape = _as_vector(v, ids[k], field).shape
             raise ValueError(
-                f"Field '{field}' does not hold embedding vectors (sample "
-                f"{ids[0]} has {type(values[0]).__name__} {_short(values[0])})"
-            )
-        for sid, v in zip(ids, values):
-            a = None if isinstance(v, str) else np.asarray(v)
-            if a is None or a.shape != first.shape:
-                raise ValueError(
-                    f"Field '{field}' holds embeddings of different sizes: "
-                    f"sample {ids[0]} has {first.shape}, sample {sid} has "
-                    f"{'a string' if a is None else a.shape}; they must come "
-                    "from one model"
-                )
-        raise ValueError(f"Field '{field}' does not hold numeric vectors")
+                f"Field '{field}' holds embeddings of different sizes: "
+                f"sample {ids[0]} has {first.shape}, sample {ids[k]} has "
+                f"{shape}; they must come from one model"
+            ) from None
+        values[k] = None
     bad = ~np.all(np.isfinite(vectors), axis=1)
     if bad.any():
         raise ValueError(
@@ -561,12 +556,28 @@ def _stack_vectors(values, ids, field):
     return vectors
 
 
+def _as_vector(value, sid, field):
+    try:
+        vector = None if isinstance(value, str) else np.asarray(value, np.float32)
+    except (ValueError, TypeError):
+        vector = None
+    if vector is None or vector.ndim != 1:
+        raise ValueError(
+            f"Field '{field}' does not hold embedding vectors (sample {sid} "
+            f"has {type(value).__name__} {_short(value)})"
+        )
+    return vector
+
+
 def _short(value, n=40):
     text = repr(value)
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _search_within(spec, encodings, threshold, progress):
+    if not spec.is_hash and encodings.ndim == 2:
+        # ours to change: normalised once, in place
+        encodings = search.normalize(encodings, inplace=True)
     uniq, keys = search.unique_rows(encodings)
     with ProgressBar(
         total=len(uniq), progress=progress, label="Searching", iters_str="encodings"
@@ -574,7 +585,9 @@ def _search_within(spec, encodings, threshold, progress):
         if spec.is_hash:
             a, b, s = search.hamming_pairs(uniq, threshold, progress=pb.update)
         else:
-            a, b, s = search.cosine_pairs(uniq, threshold, progress=pb.update)
+            a, b, s = search.cosine_pairs(
+                uniq, threshold, progress=pb.update, normalized=True
+            )
     return keys, a, b, s
 
 
