@@ -233,6 +233,23 @@ print(json.dumps(dict(seconds=seconds, peak_mb=peak, before_mb=base,
                       pairs=int(keep.sum()), num_duplicates=len(dups))))
 """
 
+_OURS_ARRAY = _PRELUDE + r"""
+from fiftyone_dedup import grouping, search
+x = np.load({emb!r})
+base = hwm()
+t = time.perf_counter()
+x = search.normalize(x, inplace=True)
+uniq, keys = search.unique_rows(x)
+a, b, s = search.cosine_pairs(uniq, {sim}, normalized=True)
+g = grouping.star_groups(keys, a, b, s, similarity=True)
+seconds = time.perf_counter() - t
+peak = hwm()
+np.savez({out!r}, i=a, j=b)
+print(json.dumps(dict(seconds=seconds, peak_mb=peak, before_mb=base, pairs=int(len(a)),
+                      method=search.resolve_similarity_method(),
+                      num_duplicates=g.num_duplicates)))
+"""
+
 _IMAGEDEDUP = _PRELUDE + r"""
 import torch
 from imagededup.methods import CNN
@@ -318,7 +335,35 @@ def _pairs(npz):
     return set(zip(d["i"].tolist(), d["j"].tolist())), d
 
 
+def _memory_cap_mb():
+    # never push a shared machine into swapping or the OOM killer
+    import psutil
+
+    available = psutil.virtual_memory().available / 2**20
+    return int(min(MEMORY_CAP_MB, available - 3000))
+
+
+def _compare(res, ours_npz, other_npz, x, sim):
+    ours, ours_d = _pairs(ours_npz)
+    theirs, their_d = _pairs(other_npz)
+    only_ours, only_theirs = ours - theirs, theirs - ours
+    # pairs that differ only by rounding sit at the threshold
+    gaps = [
+        abs(float(x[a] @ x[b]) / float(np.linalg.norm(x[a]) * np.linalg.norm(x[b])) - sim)
+        for a, b in only_ours | only_theirs
+    ]
+    res["same_pairs"] = not only_ours and not only_theirs
+    res["pairs_only_ours"] = len(only_ours)
+    res["pairs_only_theirs"] = len(only_theirs)
+    res["differing_pairs_max_gap_to_threshold"] = max(gaps) if gaps else 0.0
+    if "dups" in their_d and "dups" in ours_d:
+        res["same_duplicates"] = bool(np.array_equal(their_d["dups"], ours_d["dups"]))
+
+
 def bench_search(n, work, skip_imagededup=False):
+    """Ours vs Brain from a dataset's embeddings field (each finds, groups
+    and keeps one per group), and ours vs imagededup from an in-memory array
+    (search and grouping only), each in its own process."""
     import fiftyone as fo
 
     x = datasets.synthetic_embeddings(n, seed=n)
@@ -331,48 +376,37 @@ def bench_search(n, work, skip_imagededup=False):
     )
     ds.add_sample_field("emb", fo.VectorField)
     ds.set_values("emb", list(x), progress=False)
-    emb_path = os.path.join(work, f"emb-{n}.npy")
-    np.save(emb_path, x)
+    emb = os.path.join(work, f"emb-{n}.npy")
+    np.save(emb, x)
     paths = [REPO, HERE]
     sim = SEARCH_SIMILARITY
-    dist = 1.0 - sim  # Brain: cosine distance on centred embeddings
-
+    dist = 1.0 - sim  # Brain: a cosine distance (on centred embeddings)
+    out = {
+        k: os.path.join(work, f"{k}-{n}.npz")
+        for k in ("ours", "ours_array", "brain", "imagededup")
+    }
     res = {"embeddings": n, "dim": int(x.shape[1]), "similarity": sim,
            "brain_threshold": dist}
-    out = {k: os.path.join(work, f"{k}-{n}.npz") for k in ("ours", "brain", "imagededup")}
+
     res["ours"] = _run_measured(_OURS.format(paths=paths, name=name, sim=sim, out=out["ours"]))
     res["brain"] = _run_measured(_BRAIN.format(paths=paths, name=name, dist=dist, out=out["brain"]))
+    res["ours_array"] = _run_measured(
+        _OURS_ARRAY.format(paths=paths, emb=emb, sim=sim, out=out["ours_array"])
+    )
     if not skip_imagededup:
         res["imagededup"] = _run_measured(
-            _IMAGEDEDUP.format(paths=paths, emb=emb_path, sim=sim, out=out["imagededup"])
+            _IMAGEDEDUP.format(paths=paths, emb=emb, sim=sim, out=out["imagededup"]),
+            cap_mb=_memory_cap_mb(),
         )
-
-    ours_pairs, ours_npz = _pairs(out["ours"])
-    sims = dict(zip(zip(ours_npz["i"].tolist(), ours_npz["j"].tolist()), ours_npz["s"].tolist()))
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    for other in ("brain", "imagededup"):
-        if other not in res or "error" in res[other]:
+    for other, mine in (("brain", "ours"), ("imagededup", "ours_array")):
+        r, o = res.get(other), res[mine]
+        if r is None or "error" in r or "error" in o:
             continue
-        theirs, their_npz = _pairs(out[other])
-        only_ours, only_theirs = ours_pairs - theirs, theirs - ours_pairs
-        # pairs that differ only by rounding sit at the threshold
-        gaps = [abs(float(xn[a] @ xn[b]) - sim) for a, b in only_ours | only_theirs]
-        res[other]["same_pairs"] = not only_ours and not only_theirs
-        res[other]["pairs_only_ours"] = len(only_ours)
-        res[other]["pairs_only_theirs"] = len(only_theirs)
-        res[other]["differing_pairs_max_gap_to_threshold"] = max(gaps) if gaps else 0.0
-        if "dups" in their_npz:
-            res[other]["same_duplicates"] = bool(
-                np.array_equal(their_npz["dups"], ours_npz["dups"])
-            )
-        if "seconds" in res["ours"]:
-            res[other]["ratio"] = res[other]["seconds"] / res["ours"]["seconds"]
-            res[other]["memory_ratio"] = res[other]["peak_mb"] / res["ours"]["peak_mb"]
-    res["pairs_near_threshold"] = int(
-        sum(abs(s - sim) < 1e-5 for s in sims.values())
-    )
+        _compare(r, out[mine], out[other], x, sim)
+        r["ratio"] = r["seconds"] / o["seconds"]
+        r["memory_ratio"] = r["peak_mb"] / o["peak_mb"]
     fo.delete_dataset(name)
-    os.remove(emb_path)
+    os.remove(emb)
     return res
 
 
@@ -480,15 +514,18 @@ def markdown(res):
         if key not in res:
             continue
         s = res[key]
-        o = s["ours"]
         head = f"embedding search, {s['embeddings']:,} x {s['dim']}, similarity {s['similarity']}"
-        for other, label in (("brain", "FiftyOne Brain `compute_near_duplicates`"),
-                             ("imagededup", "imagededup `CNN.find_duplicates`")):
+        for other, mine, label in (
+            ("brain", "ours", "FiftyOne Brain `compute_near_duplicates` vs our "
+             "`find_duplicates` (from a dataset field)"),
+            ("imagededup", "ours_array", "imagededup `CNN.find_duplicates(encoding_map)` "
+             "vs our search + grouping (from memory)"),
+        ):
             if other not in s:
                 continue
-            r = s[other]
-            if "error" in r:
-                lines.append(f"| {head}: {label} | {r['error']} | {_secs(o)}, {_mb(o)} | - |")
+            r, o = s[other], s[mine]
+            if "error" in r or "ratio" not in r:
+                lines.append(f"| {head}: {label} | {r.get('error', '-')} | {_secs(o)}, {_mb(o)} | - |")
                 continue
             same = "same pairs" if r["same_pairs"] else (
                 f"pairs differ: {r['pairs_only_ours']} ours only, "

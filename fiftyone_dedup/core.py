@@ -405,6 +405,7 @@ def compute_embeddings(
 
     name = models.model_name(model, transform)
     field = validate_field_name(field or encoders.ENCODERS["cnn"].default_field)
+    _check_default_keeps_other_model(samples, field, model, overwrite)
     _check_field_type(
         samples, field, (fof.VectorField, fof.ArrayField), "embedding vectors"
     )
@@ -460,6 +461,42 @@ def _existing_embeddings_field(samples, model, field, overwrite):
             "embeddings, or choose another field"
         )
     return None
+
+
+def stored_model(samples, field):
+    """The model that computed a field's embeddings, from its stamps.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        field: an embeddings field written by :func:`compute_embeddings`
+
+    Returns:
+        the model's name (see :func:`fiftyone_dedup.models.model_name`), or
+        ``None`` if no stamp says
+    """
+    sfield = stamp_field(field)
+    if not samples._root_dataset.has_sample_field(sfield):
+        return None
+    stamps = samples.exists(sfield).limit(1).values(sfield)
+    if not stamps or not stamps[0].startswith("cnn:"):
+        return None
+    # "cnn:<model>:<size>:<mtime>"; model names may hold colons
+    return stamps[0][len("cnn:"):].rsplit(":", 2)[0]
+
+
+def _check_default_keeps_other_model(samples, field, model, overwrite):
+    # model=None means the default model, but never silently replaces what
+    # another model computed into this field
+    if model is not None or overwrite:
+        return
+    other = stored_model(samples, field)
+    if other is not None and other != models.DEFAULT_MODEL:
+        raise ValueError(
+            f"Field '{field}' holds embeddings of model '{other}'; pass that "
+            f"model to update them, compute=False to use them as they are, "
+            f"or overwrite=True to replace them with the default model "
+            f"'{models.DEFAULT_MODEL}'"
+        )
 
 
 def _check_vector_field_type(schema, name):
@@ -680,10 +717,15 @@ def find_duplicates(
         )
         if existing is not None:
             field, compute, model_label = existing, False, f"field:{existing}"
+        elif not compute:
+            model_label = stored_model(samples, field) or f"field:{field}"
         else:
             model_label = models.model_name(model)
             embeddings.check_count(batch_size, "batch_size", minimum=1)
             models.resolve_device(device)
+            _check_default_keeps_other_model(
+                samples, field, model, overwrite_encodings
+            )
 
     started = time.time()
     report = None

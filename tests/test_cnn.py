@@ -107,6 +107,15 @@ def test_compute_embeddings_stores_reuses_and_recomputes(folder):
         # and overwrite=True recomputes with the same model
         fifth = fod.compute_embeddings(ds, model=other, overwrite=True, num_workers=0)
         assert fifth.num_computed == n and fifth.num_reused == 0
+
+        # the default model never silently replaces another model's vectors
+        with pytest.raises(ValueError, match="holds embeddings of model 'custom:mean-colour'"):
+            fod.compute_embeddings(ds)
+        with pytest.raises(ValueError, match="pass that model to update them"):
+            fod.find_duplicates(ds, encoder="cnn")
+        assert ds.list_runs() == []
+        fod.find_duplicates(ds, encoder="cnn", compute=False, threshold=0.999)
+        assert ds.get_run_info("dedup").config.model == "custom:mean-colour"
     finally:
         ds.delete()
 
