@@ -131,7 +131,8 @@ def build_parser():
     )
     p.add_argument(
         "--num_workers", type=int, metavar="N",
-        help="worker processes for decoding (default: one per CPU)",
+        help="worker processes for decoding (default: one per CPU; for CNN, "
+        "one per CPU beyond the first, which inference uses)",
     )
     p.add_argument(
         "--exact", action="store_true",

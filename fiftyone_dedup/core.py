@@ -286,7 +286,9 @@ def _encode_collection(
             total=len(todo), progress=progress, label=label, iters_str="images"
         ) as pb:
             results = encode([paths[i] for i in todo])
-            for i, (value, error) in zip(todo, pb(results)):
+            # the bar first: zip then resumes it after the last image, so
+            # that it reaches 100% (and callbacks see it complete)
+            for (value, error), i in zip(pb(results), todo):
                 sid = ids[i]
                 values[sid] = value
                 errors[sid] = error

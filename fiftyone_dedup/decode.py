@@ -32,6 +32,17 @@ DEFAULT_MAX_PIXELS = 2 * 89_478_485
 _PIL_GUARD_LOCK = threading.Lock()
 
 
+def _new_lock_after_fork():
+    # a worker forked while another thread held the lock must not wait on
+    # it forever
+    global _PIL_GUARD_LOCK
+    _PIL_GUARD_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 class DecodeError(Exception):
     """An image could not be decoded; the message says why."""
 

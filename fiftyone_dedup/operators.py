@@ -187,7 +187,7 @@ def _threshold_input(ctx, inputs, spec):
     if spec.is_hash:
         prop = inputs.int(_threshold_key(spec), **kwargs)
     else:
-        prop = inputs.float(_threshold_key(spec), **kwargs)
+        prop = inputs.float(_threshold_key(spec), min=-1.0, max=1.0, **kwargs)
     if value is not None:
         try:
             spec.validate_threshold(value)

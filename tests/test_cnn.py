@@ -378,3 +378,62 @@ def test_cli_bad_cnn_arguments_exit_2_with_one_line(folder, args, message):
     assert len(lines) == 1, out.stderr
     assert message in lines[0] and lines[0].startswith("fiftyone-dedup: error:")
     assert not fo.dataset_exists("cli-cnn-bad")
+
+
+def _form(operator, dataset, params):
+    from fiftyone.operators.executor import ExecutionContext
+
+    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
+    return foo.get_operator(_uri(operator)).resolve_input(ctx).type.properties
+
+
+def test_find_form_explains_the_cnn_threshold_and_offers_its_default(folder):
+    ds = _dataset(folder["originals"][:2])
+    try:
+        props = _form("find_duplicates", ds, {"encoder": "cnn"})
+        sim = props["similarity"].to_json()
+        assert "threshold" not in props
+        assert sim["default"] == CNN_DEFAULT
+        assert sim["type"]["min"] == -1 and sim["type"]["max"] == 1
+        assert "minimum cosine similarity" in sim["view"]["description"].lower()
+        assert "0.82-0.9" in sim["view"]["description"]
+        assert props["model"].to_json()["default"] == "efficientnet-lite0"
+
+        hashes = _form("find_duplicates", ds, {"encoder": "dhash"})
+        assert hashes["threshold"].to_json()["default"] == 10
+        assert "similarity" not in hashes and "model" not in hashes
+
+        bad = _form("find_duplicates", ds, {"encoder": "cnn", "model": "nope"})["model"]
+        assert bad.invalid and "Unknown model 'nope'" in bad.error_message
+    finally:
+        ds.delete()
+
+
+def test_compute_embeddings_operator_delegated_reports_progress(folder):
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    ds = _dataset(_good_paths(folder)[:6])
+    try:
+        queued = foo.get_operator(_uri("compute_embeddings"))(ds, delegate=True)
+        assert queued.error is None and not ds.has_sample_field("cnn_embedding")
+        dos = DelegatedOperationService()
+        dos.execute_queued_operations(
+            dataset_name=ds.name, operator=_uri("compute_embeddings")
+        )
+        ops = dos.list_operations(dataset_name=ds.name, operator=_uri("compute_embeddings"))
+        assert [o.run_state for o in ops] == [ExecutionRunState.COMPLETED]
+        assert ops[0].status is not None and ops[0].status.progress is not None
+        assert len(ds.exists("cnn_embedding")) == 6
+    finally:
+        ds.delete()
+
+
+def test_progress_callbacks_see_every_stage_complete(folder, fresh_dataset):
+    from fiftyone_dedup import progress
+
+    fresh_dataset.add_samples([fo.Sample(filepath=p) for p in folder["originals"][:3]])
+    seen = []
+    callback = progress.callback(lambda fraction, label: seen.append((label, fraction)), dt=60)
+    fod.find_duplicates(fresh_dataset, encoder="cnn", progress=callback)
+    assert ("Embedding images", 1.0) in seen and ("Searching", 1.0) in seen
