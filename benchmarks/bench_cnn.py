@@ -500,7 +500,12 @@ def bench_quality(photos, work):
 
 
 def _mb(r):
-    return f"{r['peak_mb']:.0f} MB" if "peak_mb" in r else "-"
+    if "peak_mb" not in r:
+        return "-"
+    text = f"{r['peak_mb']:.0f} MB"
+    if r.get("tree_peak_mb", 0) > 1.2 * r["peak_mb"]:
+        text += f" ({r['tree_peak_mb']:.0f} MB with its workers)"
+    return text
 
 
 def _secs(r):
