@@ -270,3 +270,34 @@ def synthetic_hashes(n, seed=0, near_fraction=0.05, max_flips=12):
         bits = rng.choice(64, size=k, replace=False).astype(np.uint64)
         codes[d] = codes[s] ^ np.bitwise_or.reduce(np.uint64(1) << bits)
     return codes
+
+
+def synthetic_embeddings(n, dim=1280, seed=0, near_fraction=0.05):
+    """Random embeddings with planted near copies, centred (zero mean).
+
+    Gaussian vectors stand in for CNN embeddings: an exact search costs the
+    same whatever the values. A fraction are noisy copies of another vector
+    (cosine similarity spread over about 0.7-1), so a radius search has
+    pairs to find. The set is centred because FiftyOne Brain centres
+    embeddings before its cosine distance: on centred vectors both tools
+    measure the same cosine.
+
+    Args:
+        n: the number of vectors
+        dim (1280): their dimension
+        seed (0): the random seed
+        near_fraction (0.05): the fraction that are noisy copies
+
+    Returns:
+        an ``(n, dim)`` float32 array
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    m = int(n * near_fraction)
+    src = rng.integers(0, n, size=m)
+    dst = rng.integers(0, n, size=m)
+    sigma = rng.uniform(0.05, 1.0, size=m).astype(np.float32)
+    noise = rng.standard_normal((m, dim), dtype=np.float32)
+    x[dst] = x[src] + sigma[:, None] * noise
+    x -= x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return x

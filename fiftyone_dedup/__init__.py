@@ -7,6 +7,8 @@ Usage::
 
     fod.compute_hashes(dataset)                  # DHash as a sample field
     results = fod.find_duplicates(dataset, threshold=10)
+    fod.compute_embeddings(dataset)              # CNN embeddings (offline model)
+    results = fod.find_duplicates(dataset, encoder="cnn", run_key="cnn")
     print(results.summary)
     session = fo.launch_app(results.view())
     fod.move_duplicates(dataset, "duplicates")  # undo: fod.restore("duplicates")
@@ -22,6 +24,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "compute_hashes": "fiftyone_dedup.core",
+    "compute_embeddings": "fiftyone_dedup.core",
     "compute_encodings": "fiftyone_dedup.core",
     "find_duplicates": "fiftyone_dedup.core",
     "find_cross_duplicates": "fiftyone_dedup.core",
@@ -42,6 +45,8 @@ _EXPORTS = {
     "DedupRunResults": "fiftyone_dedup.runs",
     "get_encoder": "fiftyone_dedup.encoders",
     "ENCODERS": "fiftyone_dedup.encoders",
+    "load_model": "fiftyone_dedup.models",
+    "ModelUnavailableError": "fiftyone_dedup.models",
 }
 
 __all__ = sorted(_EXPORTS)

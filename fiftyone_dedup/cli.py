@@ -2,7 +2,7 @@
 
 Keeps the flags of ``remove_duplicates.py``, the script this grew from::
 
-    fiftyone-dedup -d ~/dataset
+    fiftyone-dedup -d ~/dataset                       # CNN embeddings (offline model)
     fiftyone-dedup -d ~/images --no_data_dir --no_annot --encoder DHash
     fiftyone-dedup -r ~/dataset -d dir_1 dir_2 --report report.json
     fiftyone-dedup -d ~/dataset --dry_run
@@ -70,8 +70,9 @@ def build_parser():
         help="a root that the --dirs are relative to (-r ~/dataset -d dir_1 dir_2)",
     )
     p.add_argument(
-        "--encoder", default="DHash", metavar="NAME",
-        help=f"the encoder: {', '.join(_encoder_names())} (default: DHash)",
+        "--encoder", metavar="NAME",
+        help=f"the encoder: {', '.join(_encoder_names())} (default: CNN, or "
+        "the encoder that made the --encodings_in files)",
     )
     p.add_argument(
         "--threshold", metavar="T",
@@ -121,6 +122,22 @@ def build_parser():
         "name at the same relative path, with its annotations unless "
         "--drop_labels, and a manifest to undo the move "
         "('%(prog)s restore DIR'); default: duplicates in the current folder",
+    )
+    p.add_argument(
+        "--model", metavar="NAME",
+        help="CNN: the embedding model (default: efficientnet-lite0, "
+        "pretrained, needs no download); imagededup's mobilenet_v3_small, "
+        "efficientnet_b4 or vit_b_16, or a FiftyOne zoo model name, download "
+        "their weights on first use",
+    )
+    p.add_argument(
+        "--batch_size", type=int, metavar="N",
+        help="CNN: images per batch (default: 16 on the CPU, 64 on a GPU)",
+    )
+    p.add_argument(
+        "--device", default="auto", metavar="DEVICE",
+        help="CNN: where the model runs: auto (a GPU if there is one), cpu, "
+        "cuda, cuda:N, mps (default: auto)",
     )
     p.add_argument(
         "--dry_run", action="store_true",
@@ -196,7 +213,8 @@ def build_parser():
     p.add_argument(
         "--invariance", choices=("flip", "rotation", "dihedral"),
         help="also match mirrored (flip), 90/180/270-degree rotated "
-        "(rotation) or both (dihedral) copies; hash encoders; off by default",
+        "(rotation) or both (dihedral) copies; off by default (costs more "
+        "encoding: one more hash or inference per version)",
     )
     p.add_argument(
         "--histogram", metavar="PNG",
@@ -209,7 +227,8 @@ def build_parser():
     )
     p.add_argument(
         "--num_workers", type=int, metavar="N",
-        help="worker processes for decoding (default: one per CPU)",
+        help="worker processes for decoding (default: one per CPU; for CNN, "
+        "one per CPU beyond the first, which inference uses)",
     )
     p.add_argument(
         "--exact", action="store_true",
@@ -220,20 +239,43 @@ def build_parser():
     return p
 
 
-def _read_encodings(args, spec):
+def _read_encodings(args):
     from fiftyone_dedup import encodings_io
 
     if not args.encodings_in:
         return None
     try:
-        loaded = [encodings_io.read(p) for p in args.encodings_in]
-        merged = encodings_io.merge(loaded)
+        return encodings_io.merge([encodings_io.read(p) for p in args.encodings_in])
+    except encodings_io.EncodingsFileError as e:
+        raise UsageError(f"--encodings_in: {e}") from None
+
+
+def _check_encodings(args, spec):
+    from fiftyone_dedup import encodings_io
+
+    if args.encodings is None:
+        return
+    try:
         encodings_io.check_compatible(
-            merged, spec, path=", ".join(args.encodings_in)
+            args.encodings, spec, model=_model_name(spec, args),
+            path=", ".join(args.encodings_in),
         )
     except encodings_io.EncodingsFileError as e:
         raise UsageError(f"--encodings_in: {e}") from None
-    return merged
+
+
+def _default_encoder(args):
+    """CNN, as in the seed script, unless --encodings_in files say which
+    encoder (and model) made them."""
+    enc = args.encodings
+    if enc is None:
+        return "CNN"
+    if enc.kind == "embedding":
+        if args.model is None and enc.model and not enc.model.startswith("field:"):
+            args.model = enc.model
+        return "CNN"
+    # imagededup's hash files do not say which hash: DHash is its default
+    return enc.encoder or "DHash"
 
 
 def _resolve_dirs(args):
@@ -268,6 +310,26 @@ def _priority_dirs(args):
     ]
 
 
+def _check_model_args(spec, args):
+    if spec.is_hash:
+        for flag in ("model", "batch_size"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag} applies to --encoder CNN, not {spec.label}")
+        return
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch_size must be 1 or more, got {args.batch_size}")
+    from fiftyone_dedup import models
+
+    try:
+        models.model_name(args.model)
+    except ValueError as e:
+        raise UsageError(f"--model: {e}") from None
+    try:
+        models.resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(f"--device: {e}") from None
+
+
 def validate_args(args):
     """Checks arguments before any work; returns what the run needs.
 
@@ -278,6 +340,9 @@ def validate_args(args):
     from fiftyone_dedup import folders
     from fiftyone_dedup import keep
 
+    args.encodings = _read_encodings(args)
+    if args.encoder is None:
+        args.encoder = _default_encoder(args)
     try:
         spec = encoders.get_encoder(args.encoder)
     except ValueError as e:
@@ -298,10 +363,9 @@ def validate_args(args):
         raise UsageError(f"--keep: {e}") from None
     if args.min_samples < 1:
         raise UsageError(f"--min_samples must be 1 or more, got {args.min_samples}")
-    if args.invariance and not spec.is_hash:
-        raise UsageError("--invariance works with the hash encoders (DHash, PHash, AHash, WHash)")
     if args.histogram and os.path.isdir(args.histogram):
         raise UsageError(f"--histogram is a folder, expected a .png path: {args.histogram}")
+    _check_model_args(spec, args)
     if args.num_workers is not None and args.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {args.num_workers}")
     if not args.run_key.isidentifier():
@@ -322,7 +386,7 @@ def validate_args(args):
         dirs = folders.check_dirs(dirs, data_dir=not args.no_data_dir)
     except folders.FolderError as e:
         raise UsageError(str(e)) from None
-    args.encodings = _read_encodings(args, spec)
+    _check_encodings(args, spec)
     if args.report:
         parent = os.path.dirname(os.path.abspath(args.report)) or "."
         if os.path.isdir(args.report):
@@ -406,6 +470,9 @@ def run(args):
         exact=args.exact,
         num_workers=args.num_workers,
         invariance=args.invariance,
+        model=None if spec.is_hash else args.model,
+        batch_size=None if spec.is_hash else args.batch_size,
+        device=args.device,
         progress=progress,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
@@ -483,16 +550,32 @@ def _move(args, dataset, rep, progress):
     return moved
 
 
+def _model_name(spec, args):
+    """The CNN model's recorded name, or None for hashes."""
+    if spec.is_hash:
+        return None
+    from fiftyone_dedup import models
+
+    return models.model_name(args.model)
+
+
 def _import_encodings(args, dataset, dirs, spec, field):
+    import fiftyone.core.fields as fof
+
     from fiftyone_dedup import core
     from fiftyone_dedup import encodings_db
 
     if args.invariance:
         logger.info("--invariance: encodings from files are recomputed with their variants")
         return None
+    if spec.is_hash:
+        settings, ftype = core.hash_settings(spec.name, exact=args.exact), None
+    else:
+        # stamped as the run's model, so that the run reuses them
+        settings, ftype = f"cnn:{_model_name(spec, args)}", fof.VectorField
     return encodings_db.import_encodings(
-        dataset, args.encodings, dirs, not args.no_data_dir, field,
-        core.hash_settings(spec.name, exact=args.exact),
+        dataset, args.encodings, dirs, not args.no_data_dir, field, settings,
+        field_type=ftype,
     )
 
 
@@ -504,6 +587,9 @@ def _encodings_only(args, view, dataset, dirs, spec, field, progress):
         **core._encode_kwargs(
             spec, exact=args.exact, num_workers=args.num_workers,
             invariance=args.invariance,
+            model=None if spec.is_hash else args.model,
+            batch_size=None if spec.is_hash else args.batch_size,
+            device=args.device,
         ),
     )
     path = _write_encodings(args, dataset, dirs, spec, field)
@@ -560,7 +646,9 @@ def _write_encodings(args, dataset, dirs, spec, field):
 
     if not args.encodings_out:
         return None
-    enc = encodings_db.export_encodings(dataset, dirs, not args.no_data_dir, field, spec)
+    enc = encodings_db.export_encodings(
+        dataset, dirs, not args.no_data_dir, field, spec, model=_model_name(spec, args)
+    )
     return encodings_io.write(args.encodings_out, enc, style=args.encodings_format)
 
 

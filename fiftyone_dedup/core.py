@@ -18,8 +18,10 @@ import fiftyone.core.media as fom
 from fiftyone import ViewField as F
 
 from fiftyone_dedup import decode
+from fiftyone_dedup import embeddings
 from fiftyone_dedup import encoders
 from fiftyone_dedup import hashing
+from fiftyone_dedup import models
 from fiftyone_dedup import runs
 from fiftyone_dedup.progress import ProgressBar
 
@@ -244,6 +246,7 @@ def compute_hashes(
         progress=progress,
         label="Hashing images",
         extra_field=variants_field(field) if invariance else None,
+        extra_type=fof.StringField,
     )
 
 
@@ -279,7 +282,7 @@ def variants_field(field):
 
 def _encode_collection(
     samples, field, settings, encode, overwrite, skip_failures, progress, label,
-    field_type=fof.StringField, extra_field=None,
+    field_type=fof.StringField, extra_field=None, extra_type=None, chunk_size=None,
 ):
     ids, paths = samples.values(["id", "filepath"])
     n = len(ids)
@@ -295,26 +298,49 @@ def _encode_collection(
     todo = list(range(n))
     old_errors = [None] * n
     if not overwrite and all(f in schema for f in (field, sfield, efield)):
-        old, old_errors, old_stamps = samples.values([field, efield, sfield])
+        # whether a value is stored, not the values (vectors can be large)
+        has_value, old_errors, old_stamps = samples.values(
+            [F(field).exists(), efield, sfield]
+        )
         # reuse values and failures of files that have not changed since
         todo = [
             i
             for i in range(n)
             if old_stamps[i] is None
             or old_stamps[i] != stamps[i]
-            or (old[i] is None and old_errors[i] is None)
+            or (not has_value[i] and old_errors[i] is None)
         ]
     report.num_reused = n - len(todo)
     report.num_computed = len(todo)
     errors_now = list(old_errors)
 
     if todo:
+        chunk_size = chunk_size or len(todo)
         values, errors, new_stamps, extras = {}, {}, {}, {}
+
+        def flush():
+            _ensure_field(samples, field, field_type)
+            _ensure_field(samples, efield, fof.StringField)
+            _ensure_field(samples, sfield, fof.StringField)
+            if extra_field is not None:
+                if not samples._root_dataset.has_sample_field(extra_field):
+                    samples._root_dataset.add_sample_field(
+                        extra_field, fof.ListField, subfield=extra_type
+                    )
+                samples.set_values(extra_field, extras, key_field="id")
+            samples.set_values(field, values, key_field="id")
+            samples.set_values(efield, errors, key_field="id")
+            samples.set_values(sfield, new_stamps, key_field="id")
+            for d in (values, errors, new_stamps, extras):
+                d.clear()
+
         with ProgressBar(
             total=len(todo), progress=progress, label=label, iters_str="images"
         ) as pb:
             results = encode([paths[i] for i in todo])
-            for i, result in zip(todo, pb(results)):
+            # the bar first: zip then resumes it after the last image, so
+            # that it reaches 100% (and callbacks see it complete)
+            for result, i in zip(pb(results), todo):
                 sid = ids[i]
                 value, error = result[0], result[-1]
                 if extra_field is not None:
@@ -323,25 +349,21 @@ def _encode_collection(
                 errors[sid] = error
                 errors_now[i] = error
                 new_stamps[sid] = stamps[i]
-
-        _ensure_field(samples, field, field_type)
-        _ensure_field(samples, efield, fof.StringField)
-        _ensure_field(samples, sfield, fof.StringField)
-        if extra_field is not None:
-            if not samples._root_dataset.has_sample_field(extra_field):
-                samples._root_dataset.add_sample_field(
-                    extra_field, fof.ListField, subfield=fof.StringField
-                )
-            samples.set_values(extra_field, extras, key_field="id")
-        samples.set_values(field, values, key_field="id")
-        samples.set_values(efield, errors, key_field="id")
-        samples.set_values(sfield, new_stamps, key_field="id")
+                if len(values) >= chunk_size:
+                    flush()
+        if values:
+            flush()
 
     report.failures = [
         {"id": ids[i], "filepath": paths[i], "error": errors_now[i]}
         for i in range(n)
         if errors_now[i] is not None
     ]
+    _report_failures(report, efield, skip_failures)
+    return report
+
+
+def _report_failures(report, efield, skip_failures):
     if report.failures:
         first = report.failures[0]
         logger.warning(
@@ -356,7 +378,6 @@ def _encode_collection(
             f"{len(report.failures)} image(s) could not be encoded; first: "
             f"{first['filepath']}: {first['error']}"
         )
-    return report
 
 
 def _stamp(settings, file_stamp):
@@ -369,6 +390,215 @@ def _ensure_field(samples, field, field_type):
         dataset.add_sample_field(field, field_type)
 
 
+#: embeddings written per database round trip (bounds memory on large sets)
+EMBEDDINGS_CHUNK_SIZE = 2048
+
+
+def compute_embeddings(
+    samples,
+    model=None,
+    field=None,
+    transform=None,
+    batch_size=None,
+    num_workers=None,
+    device="auto",
+    overwrite=False,
+    skip_failures=True,
+    invariance=None,
+    progress=None,
+):
+    """Computes a CNN embedding of every sample's image as a vector field.
+
+    Images are decoded straight to about the model's input size, in worker
+    processes, and embedded in batches (on the GPU when there is one); the
+    vectors are written in chunks with ``set_values``. Images that cannot be
+    read get ``None`` and the reason in ``<field>_error``; the run goes on.
+    Stored embeddings of files that have not changed since (same size and
+    modification time) and of the same model are reused unless
+    ``overwrite`` is set; another model recomputes them.
+
+    An existing embeddings field that fiftyone_dedup did not write (from
+    FiftyOne Brain, ``apply_model``, or your own code) is used as is: pass
+    its name as ``model`` (or as ``field`` with no ``model``). It is checked,
+    never changed.
+
+    Args:
+        samples: a FiftyOne dataset or view of images
+        model (None): ``None`` or ``"efficientnet-lite0"`` for the default
+            (pretrained, works offline); ``"mobilenet_v3_small"``,
+            ``"efficientnet_b4"`` or ``"vit_b_16"`` for imagededup's models
+            (their weights download on first use); a FiftyOne zoo model name
+            or model; a torch module or callable with ``transform``;
+            imagededup's ``CustomModel``; or the name of an existing
+            embeddings field (see :mod:`fiftyone_dedup.models`)
+        field (None): the vector field to store embeddings in; defaults to
+            ``"cnn_embedding"``
+        transform (None): for a torch module or callable, the function that
+            turns a PIL RGB image into its ``(C, H, W)`` input tensor
+        batch_size (None): images per batch; ``None`` for 16 on the CPU, 64
+            on a GPU
+        num_workers (None): decode worker processes; ``None`` for one per
+            CPU beyond the first, ``0`` to decode in this process
+        device ("auto"): ``"auto"`` (a GPU if there is one), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"`` or ``"mps"``
+        overwrite (False): recompute embeddings that are already stored
+        skip_failures (True): record unreadable images and go on; if False,
+            raise after storing what was computed
+        invariance (None): also store the embeddings of flipped
+            (``"flip"``), rotated (``"rotation"``) or both (``"dihedral"``)
+            versions in ``<field>_variants``, for flip/rotation-invariant
+            search (costs one more inference per version)
+        progress (None): ``None``, a bool, or a callable (see
+            :mod:`fiftyone_dedup.progress`)
+
+    Returns:
+        an :class:`EncodeReport`
+
+    Raises:
+        ValueError: for bad arguments (before anything is changed), a model
+            that cannot be loaded here (for example, offline; see
+            :class:`fiftyone_dedup.models.ModelUnavailableError`), or an
+            unreadable image when ``skip_failures`` is False
+    """
+    check_collection(samples)
+    existing = _existing_embeddings_field(samples, model, field, overwrite)
+    if existing is not None:
+        return _check_existing_embeddings(samples, existing, skip_failures)
+
+    name = models.model_name(model, transform)
+    field = validate_field_name(field or encoders.ENCODERS["cnn"].default_field)
+    _check_default_keeps_other_model(samples, field, model, overwrite)
+    _check_field_type(
+        samples, field, (fof.VectorField, fof.ArrayField), "embedding vectors"
+    )
+    embeddings.check_count(batch_size, "batch_size", minimum=1)
+    embeddings.check_count(num_workers, "num_workers", minimum=0)
+    models.resolve_device(device)
+    invariance = hashing.validate_invariance(invariance)
+
+    def encode(paths):
+        return embeddings.embed_files(
+            paths,
+            model=model,
+            transform=transform,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            invariance=invariance,
+        )
+
+    return _encode_collection(
+        samples,
+        field,
+        f"cnn:{name}|{invariance}" if invariance else f"cnn:{name}",
+        encode,
+        overwrite=overwrite,
+        skip_failures=skip_failures,
+        progress=progress,
+        label="Embedding images",
+        field_type=fof.VectorField,
+        extra_field=variants_field(field) if invariance else None,
+        extra_type=fof.ListField,
+        chunk_size=EMBEDDINGS_CHUNK_SIZE,
+    )
+
+
+def _existing_embeddings_field(samples, model, field, overwrite):
+    """The field to use as is, if the arguments name existing embeddings."""
+    schema = samples._root_dataset.get_field_schema()
+    if isinstance(model, str) and model in schema:
+        if field is not None and field != model:
+            raise ValueError(
+                f"model names the embeddings field '{model}' but field is "
+                f"'{field}'; pass one of them"
+            )
+        _check_vector_field_type(schema, model)
+        return model
+    if field is None or field not in schema or stamp_field(field) in schema:
+        return None
+    # a field fiftyone_dedup did not write: never overwritten silently
+    if model is None and not overwrite:
+        _check_vector_field_type(schema, field)
+        return field
+    if not overwrite:
+        raise ValueError(
+            f"Field '{field}' holds values that fiftyone_dedup did not "
+            "compute; pass overwrite=True to replace them with this model's "
+            "embeddings, or choose another field"
+        )
+    return None
+
+
+def stored_model(samples, field):
+    """The model that computed a field's embeddings, from its stamps.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        field: an embeddings field written by :func:`compute_embeddings`
+
+    Returns:
+        the model's name (see :func:`fiftyone_dedup.models.model_name`), or
+        ``None`` if no stamp says
+    """
+    sfield = stamp_field(field)
+    if not samples._root_dataset.has_sample_field(sfield):
+        return None
+    stamps = samples.exists(sfield).limit(1).values(sfield)
+    if not stamps or not stamps[0].startswith("cnn:"):
+        return None
+    # "cnn:<model>[|<invariance>]:<size>:<mtime>"; names may hold colons
+    return stamps[0][len("cnn:"):].rsplit(":", 2)[0].split("|")[0]
+
+
+def _check_default_keeps_other_model(samples, field, model, overwrite):
+    # model=None means the default model, but never silently replaces what
+    # another model computed into this field
+    if model is not None or overwrite:
+        return
+    other = stored_model(samples, field)
+    if other is not None and other != models.DEFAULT_MODEL:
+        raise ValueError(
+            f"Field '{field}' holds embeddings of model '{other}'; pass that "
+            f"model to update them, compute=False to use them as they are, "
+            f"or overwrite=True to replace them with the default model "
+            f"'{models.DEFAULT_MODEL}'"
+        )
+
+
+def _check_vector_field_type(schema, name):
+    ftype = schema[name]
+    ok = (fof.VectorField, fof.ArrayField, fof.ListField)
+    if not isinstance(ftype, ok):
+        raise ValueError(
+            f"Field '{name}' is a {type(ftype).__name__}, not embedding "
+            "vectors (VectorField, ArrayField or a list of numbers)"
+        )
+
+
+def _check_existing_embeddings(samples, field, skip_failures):
+    ids, paths = samples.values(["id", "filepath"])
+    valid_ids, _ = _load_encodings(samples, encoders.ENCODERS["cnn"], field)
+    valid = set(valid_ids)
+    efield = error_field(field)
+    errors = {}
+    if samples._root_dataset.has_sample_field(efield):
+        errors = dict(zip(ids, samples.values(efield)))
+    report = EncodeReport(
+        field=field, num_samples=len(ids), num_reused=len(valid_ids)
+    )
+    report.failures = [
+        {
+            "id": sid,
+            "filepath": path,
+            "error": errors.get(sid) or f"no embedding in field '{field}'",
+        }
+        for sid, path in zip(ids, paths)
+        if sid not in valid
+    ]
+    _report_failures(report, efield, skip_failures)
+    return report
+
+
 def compute_encodings(samples, encoder="dhash", field=None, **kwargs):
     """Computes encodings of an encoder as a sample field.
 
@@ -377,29 +607,80 @@ def compute_encodings(samples, encoder="dhash", field=None, **kwargs):
         encoder ("dhash"): an encoder name (see
             :mod:`fiftyone_dedup.encoders`)
         field (None): the field; defaults to the encoder's
-        **kwargs: passed to :func:`compute_hashes`
+        **kwargs: passed to :func:`compute_hashes` or
+            :func:`compute_embeddings`
 
     Returns:
         an :class:`EncodeReport`
     """
     spec = encoders.get_encoder(encoder)
-    field = field or spec.default_field
     if spec.is_hash:
+        field = field or spec.default_field
         return compute_hashes(samples, field=field, method=spec.name, **kwargs)
-    raise ValueError(f"Encoder {spec.label} is not available yet")
+    return compute_embeddings(samples, field=field, **kwargs)
 
 
 def _load_encodings(samples, spec, field, with_paths=False):
     ids, paths, values = samples.values(["id", "filepath", field])
     valid = [i for i, v in enumerate(values) if v is not None]
     valid_ids = [ids[i] for i in valid]
+    values = [values[i] for i in valid]
     if spec.is_hash:
-        encodings = hashing.hex_to_codes([values[i] for i in valid])
+        encodings = hashing.hex_to_codes(values)
     else:
-        encodings = np.asarray([values[i] for i in valid], dtype=np.float32)
+        encodings = _stack_vectors(values, valid_ids, field)  # empties values
+    del values
     if with_paths:
         return valid_ids, encodings, [paths[i] for i in valid]
     return valid_ids, encodings
+
+
+def _stack_vectors(values, ids, field):
+    """Stacks a list of vectors into a float32 array, emptying the list as
+    it goes (so the vectors are never held twice)."""
+    if not values:
+        return np.zeros((0, 0), dtype=np.float32)
+    first = _as_vector(values[0], ids[0], field)
+    vectors = np.empty((len(values), len(first)), dtype=np.float32)
+    for k, v in enumerate(values):
+        try:
+            if np.ndim(v) != 1:
+                raise ValueError
+            vectors[k] = v
+        except (ValueError, TypeError):
+            shape = _as_vector(v, ids[k], field).shape
+            raise ValueError(
+                f"Field '{field}' holds embeddings of different sizes: "
+                f"sample {ids[0]} has {first.shape}, sample {ids[k]} has "
+                f"{shape}; they must come from one model"
+            ) from None
+        values[k] = None
+    bad = ~np.all(np.isfinite(vectors), axis=1)
+    if bad.any():
+        raise ValueError(
+            f"Field '{field}' has {int(bad.sum())} embedding(s) with NaN or "
+            f"infinite values (first: sample {ids[int(np.argmax(bad))]})"
+        )
+    return vectors
+
+
+def _as_vector(value, sid, field):
+    try:
+        vector = None if isinstance(value, str) else np.asarray(value, np.float32)
+    except (ValueError, TypeError):
+        vector = None
+    if vector is None or vector.ndim != 1:
+        raise ValueError(
+            f"Field '{field}' does not hold embedding vectors (sample {sid} "
+            f"has {type(value).__name__} {_short(value)})"
+        )
+    return vector
+
+
+def _short(value, n=40):
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
 
 
 def find_duplicates(
@@ -422,6 +703,9 @@ def find_duplicates(
     invariance=None,
     save_views=True,
     histogram=True,
+    model=None,
+    batch_size=None,
+    device="auto",
     progress=None,
 ):
     """Finds near-duplicate images, groups them, keeps one per group and tags
@@ -447,10 +731,14 @@ def find_duplicates(
     Args:
         samples: a FiftyOne dataset or view of images, or a list of them
         threshold (None): for hashes the maximum Hamming distance in bits
-            (0-64, default 10); for embeddings the minimum cosine similarity
-            (-1 to 1)
-        encoder ("dhash"): the encoder (see :mod:`fiftyone_dedup.encoders`)
-        field (None): the encodings field; defaults to the encoder's
+            (0-64, default 10); for CNN embeddings the minimum cosine
+            similarity (-1 to 1, default
+            ``encoders.ENCODERS["cnn"].default_threshold``)
+        encoder ("dhash"): the encoder (see :mod:`fiftyone_dedup.encoders`):
+            ``"dhash"``, ``"phash"``, ``"ahash"``, ``"whash"`` or ``"cnn"``
+        field (None): the encodings field; defaults to the encoder's. For
+            CNN, an existing embeddings field that fiftyone_dedup did not
+            write (FiftyOne Brain's, your own) is used as is
         run_key ("dedup"): the key of the run and prefix of its fields
         keep ("first"): which member of a group stays (see
             :mod:`fiftyone_dedup.keep`): ``"first"``,
@@ -481,6 +769,12 @@ def find_duplicates(
         save_views (True): save the review views on the dataset
         histogram (True): record a histogram of pair distances up to a
             margin past the threshold (``results.histogram``)
+        model (None): CNN only: the embedding model (see
+            :func:`compute_embeddings`), or the name of an existing
+            embeddings field to use as is; ``None`` for the offline default
+            ``"efficientnet-lite0"``
+        batch_size (None): CNN only: images per batch
+        device ("auto"): CNN only: where the model runs
         progress (None): ``None``, a bool, or a callable (see
             :mod:`fiftyone_dedup.progress`)
 
@@ -509,7 +803,8 @@ def find_duplicates(
         compute=compute,
         overwrite_encodings=overwrite_encodings,
         encode_kwargs=_encode_kwargs(
-            encoder, exact=exact, num_workers=num_workers, invariance=invariance
+            encoder, exact=exact, num_workers=num_workers, invariance=invariance,
+            model=model, batch_size=batch_size, device=device,
         ),
         save_views=save_views,
         histogram=histogram,
@@ -530,6 +825,9 @@ def find_cross_duplicates(
     exact=False,
     num_workers=None,
     invariance=None,
+    model=None,
+    batch_size=None,
+    device="auto",
     write_reference=True,
     save_views=True,
     histogram=True,
@@ -561,6 +859,10 @@ def find_cross_duplicates(
         num_workers (None): worker processes for encoding
         invariance (None): also match flipped/rotated versions of the
             queries (see :func:`find_duplicates`)
+        model (None): CNN only: the embedding model (see
+            :func:`find_duplicates`)
+        batch_size (None): CNN only: images per batch
+        device ("auto"): CNN only: where the model runs
         write_reference (True): also record the run and the kept fields in
             the reference datasets; False leaves their run records and
             fields untouched
@@ -586,7 +888,8 @@ def find_cross_duplicates(
         compute=compute,
         overwrite_encodings=overwrite_encodings,
         encode_kwargs=_encode_kwargs(
-            encoder, exact=exact, num_workers=num_workers, invariance=invariance
+            encoder, exact=exact, num_workers=num_workers, invariance=invariance,
+            model=model, batch_size=batch_size, device=device,
         ),
         save_views=save_views,
         histogram=histogram,
@@ -595,18 +898,55 @@ def find_cross_duplicates(
     )
 
 
-def _encode_kwargs(encoder, exact=False, num_workers=None, invariance=None):
+def _encode_kwargs(
+    encoder, exact=False, num_workers=None, invariance=None, model=None,
+    batch_size=None, device="auto",
+):
     spec = encoders.get_encoder(encoder)
-    kwargs = {"num_workers": num_workers}
+    kwargs = {
+        "num_workers": embeddings.check_count(num_workers, "num_workers", 0),
+        "invariance": hashing.validate_invariance(invariance),
+    }
     if spec.is_hash:
+        if model is not None or batch_size is not None:
+            raise ValueError(
+                f"model and batch_size apply to the CNN encoder, not {spec.label}"
+            )
         kwargs["exact"] = exact
-        kwargs["invariance"] = hashing.validate_invariance(invariance)
-    elif invariance is not None:
-        raise ValueError(
-            f"invariance is available for hash encoders; {spec.label} got "
-            f"{invariance!r}"
-        )
+    else:
+        embeddings.check_count(batch_size, "batch_size", minimum=1)
+        models.resolve_device(device)
+        kwargs.update(model=model, batch_size=batch_size, device=device)
     return kwargs
+
+
+def plan_embeddings(samples, model, field, user_field, compute, overwrite):
+    """Decides where a CNN run's embeddings come from, before any work.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        model: the ``model`` argument of the run
+        field: the embeddings field (the default filled in)
+        user_field: the ``field`` argument as given
+        compute: whether missing embeddings may be computed
+        overwrite: whether stored embeddings are recomputed
+
+    Returns:
+        a tuple ``(field, compute, model_label)``: the field to read, whether
+        to compute into it, and the model recorded on the run
+
+    Raises:
+        ValueError: if the arguments name embeddings that cannot be used
+    """
+    existing = _existing_embeddings_field(
+        samples, model, field if model is None else user_field, overwrite
+    )
+    if existing is not None:
+        return existing, False, f"field:{existing}"
+    if not compute:
+        return field, False, stored_model(samples, field) or f"field:{field}"
+    _check_default_keeps_other_model(samples, field, model, overwrite)
+    return field, True, models.model_name(model)
 
 
 def _check_run_key_free(samples, run_key):

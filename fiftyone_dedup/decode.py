@@ -42,6 +42,17 @@ except Exception:  # noqa: BLE001 - optional decoder
 _HEIF_EXTENSIONS = (".heic", ".heif", ".avif")
 
 
+def _new_lock_after_fork():
+    # a worker forked while another thread held the lock must not wait on
+    # it forever
+    global _PIL_GUARD_LOCK
+    _PIL_GUARD_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 class DecodeError(Exception):
     """An image could not be decoded; the message says why."""
 

@@ -192,7 +192,7 @@ def build_parser():
         "--dir", default="fiftyone_dedup_demo", metavar="DIR",
         help="where to write the demo dataset (default: ./fiftyone_dedup_demo)",
     )
-    p.add_argument("--encoder", default="DHash", help="the encoder (default: DHash)")
+    p.add_argument("--encoder", default="CNN", help="the encoder (default: CNN)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="more logging")
     return p

@@ -10,6 +10,8 @@ folder, names relative to the folder's images.
 import logging
 import os
 
+import numpy as np
+
 import fiftyone.core.fields as fof
 
 from fiftyone_dedup import core
@@ -81,7 +83,7 @@ def import_encodings(dataset, encodings, dirs, data_dir, field, settings, field_
             if reason == "changed":
                 counts["changed"] += 1
                 continue
-            values[sid] = value
+            values[sid] = np.asarray(value, np.float32) if isinstance(value, list) else value
             stamps[sid] = f"{settings}:{stamp}"
             errors[sid] = None
             counts["used"] += 1

@@ -35,6 +35,7 @@ strictest, may split near matches into several groups). There is no
 unguarded option: an unguarded chain is how a photo loses its last copy.
 """
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field as dc_field
@@ -71,6 +72,8 @@ class _Part:
     variants: object = None
     report: object = None
     num_samples: int = 0
+    field: str = None
+    compute: bool = True
 
     @property
     def dataset(self):
@@ -169,6 +172,7 @@ def find(
         taking part (each dataset gets its own record)
     """
     spec = encoders.get_encoder(encoder)
+    user_field = field
     field = core.validate_field_name(field or spec.default_field)
     collections = _as_list(collections)
     if reference is not None:
@@ -182,31 +186,54 @@ def find(
         spec, threshold, run_key, keep, priority, grouping_method, guard,
         guard_threshold, min_samples, tag, mode,
     )
+    encode_kwargs = dict(encode_kwargs or {})
+    model_label = None
     for part in parts:
         core.check_collection(part.samples, nonempty=True)
         core._check_run_key_free(part.samples, run_key)
-        if not compute and not part.dataset.has_sample_field(field):
+        part.field, part.compute = field, compute
+        if not spec.is_hash:
+            part.field, part.compute, label = core.plan_embeddings(
+                part.samples, encode_kwargs.get("model"), field, user_field,
+                compute, overwrite_encodings,
+            )
+            model_label = model_label or label
+        if not part.compute and not part.dataset.has_sample_field(part.field):
             raise ValueError(
-                f"Field '{field}' does not exist on dataset "
+                f"Field '{part.field}' does not exist on dataset "
                 f"'{part.dataset.name}'; compute the encodings first or pass "
                 "compute=True"
+            )
+        vfield = core.variants_field(part.field)
+        if (
+            encode_kwargs.get("invariance")
+            and not part.compute
+            and not part.dataset.has_sample_field(vfield)
+        ):
+            raise ValueError(
+                f"invariance needs the encodings of flipped/rotated versions "
+                f"('{vfield}'), which dataset '{part.dataset.name}' does not "
+                "have; let the run compute its encodings (compute=True, and a "
+                "model rather than an embeddings field)"
             )
     _check_keep_field(parts, keep, priority)
 
     started = time.time()
-    encode_kwargs = dict(encode_kwargs or {})
+    invariance = encode_kwargs.get("invariance")
     for part in parts:
         part.num_samples = core.count_samples(part.samples)
-        if compute:
+        if part.compute:
             part.report = core.compute_encodings(
-                part.samples, encoder=spec, field=field,
+                part.samples, encoder=spec, field=part.field,
                 overwrite=overwrite_encodings, progress=progress, **encode_kwargs,
             )
         part.ids, part.encodings, part.paths = core._load_encodings(
-            part.samples, spec, field, with_paths=True
+            part.samples, spec, part.field, with_paths=True
         )
-        if encode_kwargs.get("invariance"):
-            part.variants = _load_variants(part, field)
+        if not spec.is_hash:
+            part.encodings = search.normalize(part.encodings, inplace=True)
+        if invariance:
+            part.variants = _load_variants(part, spec, part.field, invariance)
     if mode == "query":
         _drop_query_overlap(parts)
 
@@ -255,12 +282,12 @@ def find(
 
     summary = _summary(parts, items, groups, keys, weights, mode)
     options = dict(
-        encoder=spec.name, field=field, metric=spec.metric, threshold=threshold,
+        encoder=spec.name, field=parts[0].field, metric=spec.metric, threshold=threshold,
         keep=keep_policies.describe(keep), grouping=grouping_method, tag=tag,
         mode=mode, guard=guard, guard_threshold=guard_threshold,
         min_samples=int(min_samples), priority=list(priority or []),
-        model=encode_kwargs.get("model_name"),
-        invariance=encode_kwargs.get("invariance"),
+        model=model_label,
+        invariance=invariance,
     )
     results = _write(
         parts, items, groups, clusters, run_key, spec, options, summary, hist,
@@ -273,18 +300,28 @@ def find(
     return results
 
 
-def _load_variants(part, field):
+def _load_variants(part, spec, field, invariance):
+    # the flipped/rotated versions' encodings, per loaded sample
     vfield = core.variants_field(field)
     lookup = dict(zip(*part.samples.values(["id", vfield])))
+    count = len(hashing.INVARIANCES[invariance])
+    dim = part.encodings.shape[1] if part.encodings.ndim == 2 else 0
     out = []
     for sid in part.ids:
-        hexes = lookup.get(sid) or []
-        out.append(hashing.hex_to_codes(hexes))
+        values = lookup.get(sid) or []
+        if len(values) != count:
+            values = []  # encoded without this invariance
+        if spec.is_hash:
+            out.append(hashing.hex_to_codes(values))
+        elif values:
+            out.append(search.normalize(np.asarray(values, dtype=np.float32)))
+        else:
+            out.append(np.zeros((0, dim), dtype=np.float32))
     return out
 
 
-def _variant_codes(parts, roles):
-    # every variant hash of the chosen parts, with the item it belongs to
+def _variant_codes(parts, roles, spec):
+    # every variant encoding of the chosen parts, with the item it belongs to
     codes, owners, offset = [], [], 0
     for p in parts:
         n = len(p.ids)
@@ -294,8 +331,14 @@ def _variant_codes(parts, roles):
                 owners.append(np.full(len(v), offset + i, dtype=np.int64))
         offset += n
     if not codes:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        return _stack(spec, []), np.zeros(0, dtype=np.int64)
     return np.concatenate(codes), np.concatenate(owners)
+
+
+def _cross(spec):
+    if spec.is_hash:
+        return search.hamming_cross
+    return functools.partial(search.cosine_cross, normalized=True)
 
 
 def _min_pairs(a, b, s, similarity, symmetric=True):
@@ -370,22 +413,28 @@ def _stack(spec, encodings):
 
 
 def _search(spec, parts, items, mode, threshold, progress):
-    invariant = any(p.variants is not None for p in parts)
+    invariant = any(
+        p.variants is not None and any(len(v) for v in p.variants) for p in parts
+    )
     if mode != "query":
         codes = _stack(spec, [p.encodings for p in parts])
         uniq, keys = search.unique_rows(codes)
         with ProgressBar(
             total=len(uniq), progress=progress, label="Searching", iters_str="encodings"
         ) as pb:
-            fn = search.hamming_pairs if spec.is_hash else search.cosine_pairs
-            a, b, s = fn(uniq, threshold, progress=pb.update)
-        if invariant:
-            vcodes, owners = _variant_codes(parts, ("member",))
+            if spec.is_hash:
+                a, b, s = search.hamming_pairs(uniq, threshold, progress=pb.update)
+            else:
+                a, b, s = search.cosine_pairs(
+                    uniq, threshold, progress=pb.update, normalized=True
+                )
+        vcodes, owners = _variant_codes(parts, ("member",), spec)
+        if invariant and len(vcodes) and len(uniq):
             with ProgressBar(
                 total=len(vcodes), progress=progress,
-                label="Searching flipped/rotated versions", iters_str="hashes",
+                label="Searching flipped/rotated versions", iters_str="encodings",
             ) as pb:
-                vi, uj, vs = search.hamming_cross(vcodes, uniq, threshold, progress=pb.update)
+                vi, uj, vs = _cross(spec)(vcodes, uniq, threshold, progress=pb.update)
             va = keys[owners[vi]]
             other = va != uj
             a, b, s = _min_pairs(
@@ -403,15 +452,14 @@ def _search(spec, parts, items, mode, threshold, progress):
         total=len(uq), progress=progress, label="Searching (query vs reference)",
         iters_str="encodings",
     ) as pb:
-        fn = search.hamming_cross if spec.is_hash else search.cosine_cross
-        qa, rb, s = fn(uq, ur, threshold, progress=pb.update)
+        qa, rb, s = _cross(spec)(uq, ur, threshold, progress=pb.update)
     # one key space: query keys first, then reference keys
     keys = np.empty(len(items), dtype=np.int64)
     keys[~is_ref] = qkeys
     keys[is_ref] = rkeys + len(uq)
-    if invariant:
-        vcodes, owners = _variant_codes(parts, ("query",))
-        vi, rj, vs = search.hamming_cross(vcodes, ur, threshold)
+    vcodes, owners = _variant_codes(parts, ("query",), spec)
+    if invariant and len(vcodes) and len(ur):
+        vi, rj, vs = _cross(spec)(vcodes, ur, threshold)
         qa, rb, s = _min_pairs(
             np.r_[qa, keys[owners[vi]]], np.r_[rb, rj], np.r_[s, vs],
             spec.similarity, symmetric=False,

@@ -21,6 +21,7 @@ from fiftyone_dedup import core
 from fiftyone_dedup import encoders
 from fiftyone_dedup import hashing
 from fiftyone_dedup import keep as keep_policies
+from fiftyone_dedup import models
 from fiftyone_dedup import progress as fprogress
 
 logger = logging.getLogger(__name__)
@@ -170,9 +171,10 @@ def _encoder_inputs(ctx, inputs, hashes_only=False):
         required=False,
         label="Encoder",
         description=(
-            "How images are compared. The hashes are fast and find resized, "
-            "re-encoded and colour-adjusted copies"
-            + ("" if hashes_only else "; CNN embeddings also find heavier edits")
+            "How images are compared: a 64-bit perceptual hash (fast, finds "
+            "resized, re-encoded and colour-adjusted copies)"
+            + ("" if hashes_only else ", or CNN embeddings (also finds crops, "
+               "rotations, flips, stamps)")
         ),
         view=choices,
     )
@@ -190,9 +192,23 @@ def _encoder_description(spec):
     return "CNN embeddings: also finds heavier edits and near-identical shots"
 
 
+def _threshold_key(spec):
+    # One form key per metric, so that switching encoders in the App shows
+    # the new encoder's default instead of keeping the other's value
+    return "threshold" if spec.is_hash else "similarity"
+
+
+def _threshold_param(params, spec):
+    """The threshold in the params, for the encoder ``spec``."""
+    value = params.get(_threshold_key(spec))
+    if value is None and not spec.is_hash:
+        value = params.get("threshold")  # what SDK callers may pass
+    return value
+
+
 def _threshold_input(ctx, inputs, spec):
-    value = ctx.params.get("threshold")
-    label = "Threshold (bits)" if spec.is_hash else "Threshold (cosine similarity)"
+    value = ctx.params.get(_threshold_key(spec))
+    label = "Threshold (bits)" if spec.is_hash else "Minimum similarity"
     kwargs = dict(
         default=spec.default_threshold,
         required=False,
@@ -200,9 +216,9 @@ def _threshold_input(ctx, inputs, spec):
         description=spec.threshold_help[0].upper() + spec.threshold_help[1:],
     )
     if spec.is_hash:
-        prop = inputs.int("threshold", **kwargs)
+        prop = inputs.int(_threshold_key(spec), **kwargs)
     else:
-        prop = inputs.float("threshold", **kwargs)
+        prop = inputs.float(_threshold_key(spec), min=-1.0, max=1.0, **kwargs)
     if value is not None:
         try:
             spec.validate_threshold(value)
@@ -215,6 +231,41 @@ def _sentence(text):
     return text[:1].upper() + text[1:]
 
 
+def _model_input(ctx, inputs, view):
+    """The embedding model: a name, or an embeddings field of the dataset."""
+    schema = view._root_dataset.get_field_schema()
+    vector_fields = sorted(
+        name
+        for name, f in schema.items()
+        if isinstance(f, (fo.VectorField, fo.ArrayField))
+    )
+    choices = types.AutocompleteView()
+    for name in models.BUILTIN_MODELS + tuple(vector_fields):
+        choices.add_choice(name, label=name)
+    prop = inputs.str(
+        "model",
+        default=models.DEFAULT_MODEL,
+        required=False,
+        label="Model",
+        description=(
+            f"{models.DEFAULT_MODEL} (default) is pretrained and needs no "
+            "download; imagededup's mobilenet_v3_small, efficientnet_b4 and "
+            "vit_b_16 and FiftyOne zoo models download their weights on "
+            "first use; an embeddings field of this dataset is used as is"
+        ),
+        view=choices,
+    )
+    name = ctx.params.get("model") or models.DEFAULT_MODEL
+    if name in schema:
+        return name
+    try:
+        models.model_name(name)
+    except ValueError as e:
+        prop.invalid = True
+        prop.error_message = str(e)
+    return name
+
+
 def _run_key_input(ctx, inputs, view, default=core.DEFAULT_RUN_KEY):
     prop = inputs.str(
         "run_key",
@@ -223,7 +274,8 @@ def _run_key_input(ctx, inputs, view, default=core.DEFAULT_RUN_KEY):
         label="Run key",
         description=(
             "Names this run and prefixes the fields it writes "
-            "(<key>_group, <key>_role, <key>_kept_id, <key>_distance)"
+            "(<key>_group, <key>_role, <key>_kept_id, and <key>_distance "
+            "for hashes or <key>_similarity for CNN)"
         ),
     )
     run_key = ctx.params.get("run_key", default)
@@ -332,17 +384,17 @@ def _grouping_inputs(ctx, inputs, spec):
             "min_samples", default=1, min=1, label="DBSCAN min_samples",
             description="1 groups every near match (the seed's notebook)",
         )
-    if spec.is_hash:
-        inv = types.DropdownView()
-        inv.add_choice("none", label="None")
-        inv.add_choice("flip", label="Mirrored copies")
-        inv.add_choice("rotation", label="Rotated copies (90/180/270)")
-        inv.add_choice("dihedral", label="Mirrored and rotated copies")
-        inputs.enum(
-            "invariance", inv.values(), default="none", label="Also match",
-            description="Costs extra hashing and one search per variant",
-            view=inv,
-        )
+    inv = types.DropdownView()
+    inv.add_choice("none", label="None")
+    inv.add_choice("flip", label="Mirrored copies")
+    inv.add_choice("rotation", label="Rotated copies (90/180/270)")
+    inv.add_choice("dihedral", label="Mirrored and rotated copies")
+    what = "hashing" if spec.is_hash else "inference"
+    inputs.enum(
+        "invariance", inv.values(), default="none", label="Also match",
+        description=f"Costs extra {what} and search per flipped/rotated version",
+        view=inv,
+    )
 
 
 def _field_input(ctx, inputs, spec):
@@ -527,6 +579,111 @@ class ComputeHashes(foo.Operator):
         return _output_schema(_REPORT_LABELS, "Hashes computed")
 
 
+class ComputeEmbeddings(foo.Operator):
+    """Computes CNN embeddings of the target's images as a vector field."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_embeddings",
+            label="Dedup: compute embeddings",
+            description=(
+                "Compute CNN embeddings of images (EfficientNet-Lite0 by "
+                "default, pretrained, no download)"
+            ),
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def __call__(
+        self, sample_collection, model=None, field=None, batch_size=None,
+        overwrite=False, delegate=False,
+    ):
+        """Computes embeddings through the operator (see
+        :func:`fiftyone_dedup.core.compute_embeddings`).
+
+        Args:
+            sample_collection: a dataset or view
+            model (None): a model name; defaults to ``"efficientnet-lite0"``
+            field (None): the embeddings field; defaults to
+                ``"cnn_embedding"``
+            batch_size (None): images per batch
+            overwrite (False): recompute stored embeddings
+            delegate (False): schedule instead of running now
+
+        Returns:
+            an ``ExecutionResult``
+        """
+        params = dict(
+            model=model or models.DEFAULT_MODEL,
+            field=field or encoders.ENCODERS["cnn"].default_field,
+            overwrite=overwrite,
+        )
+        if batch_size is not None:
+            params["batch_size"] = batch_size
+        return _execute_operator(self, sample_collection, params, delegate)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        view = _target_inputs(ctx, inputs, "embedd")
+        if view is not None:
+            _model_input(ctx, inputs, view)
+            _field_input(ctx, inputs, encoders.ENCODERS["cnn"])
+            prop = inputs.int(
+                "batch_size",
+                required=False,
+                label="Batch size",
+                description=(
+                    "Images per batch (default: 16 on the CPU, 64 on a GPU)"
+                ),
+            )
+            size = ctx.params.get("batch_size")
+            if size is not None and size < 1:
+                prop.invalid = True
+                prop.error_message = "The batch size must be at least 1"
+            inputs.bool(
+                "overwrite",
+                default=False,
+                label="Recompute stored embeddings",
+                description=(
+                    "Embeddings of unchanged files by the same model are "
+                    "reused unless this is set"
+                ),
+            )
+        return types.Property(
+            inputs, view=types.View(label="Compute embeddings")
+        )
+
+    def execute(self, ctx):
+        view = ctx.target_view()
+        params = ctx.params
+        model = params.get("model") or models.DEFAULT_MODEL
+        field = params.get("field") or encoders.ENCODERS["cnn"].default_field
+        if model in view._root_dataset.get_field_schema():
+            field = None  # an embeddings field, used as is
+
+        def work(progress):
+            return core.compute_embeddings(
+                view,
+                model=model,
+                field=field,
+                batch_size=params.get("batch_size"),
+                overwrite=bool(params.get("overwrite", False)),
+                progress=progress,
+            )
+
+        report = yield from _run_in_app(ctx, work)
+        if not ctx.delegated:
+            yield ctx.ops.reload_dataset()
+            yield ctx.ops.notify(
+                f"Embedded {report.num_computed} image(s), reused "
+                f"{report.num_reused}, {report.num_failed} failed",
+                variant="warning" if report.num_failed else "success",
+            )
+
+
 class FindDuplicates(foo.Operator):
     """Finds near-duplicates, keeps one per group and tags the others."""
 
@@ -559,6 +716,7 @@ class FindDuplicates(foo.Operator):
         min_samples=1,
         invariance=None,
         tag=core.DEFAULT_TAG,
+        model=None,
         delegate=False,
     ):
         """Finds duplicates through the operator (see
@@ -578,6 +736,8 @@ class FindDuplicates(foo.Operator):
             min_samples (1): DBSCAN's ``min_samples``
             invariance (None): ``"flip"``, ``"rotation"`` or ``"dihedral"``
             tag ("duplicate"): the tag for duplicates
+            model (None): CNN: the model name or embeddings field; defaults
+                to ``"efficientnet-lite0"``
             delegate (False): schedule instead of running now
 
         Returns:
@@ -585,22 +745,30 @@ class FindDuplicates(foo.Operator):
             scheduled run
         """
         spec = encoders.get_encoder(encoder)
-        params = dict(
-            encoder=spec.name,
-            threshold=spec.default_threshold if threshold is None else threshold,
-            field=field or spec.default_field,
-            run_key=run_key,
-            keep=keep,
-            tag=tag,
-            open_view=False,
-            advanced=True,
-            grouping=grouping,
-            guard=guard,
-            min_samples=min_samples,
-            invariance=invariance or "none",
-        )
+        params = {
+            "encoder": spec.name,
+            _threshold_key(spec): (
+                spec.default_threshold if threshold is None else threshold
+            ),
+            "field": field or spec.default_field,
+            "run_key": run_key,
+            "keep": keep,
+            "tag": tag,
+            "open_view": False,
+            "advanced": True,
+            "grouping": grouping,
+            "guard": guard,
+            "min_samples": min_samples,
+            "invariance": invariance or "none",
+        }
         if priority:
             params["priority"] = list(priority)
+        if not spec.is_hash:
+            params["model"] = model or models.DEFAULT_MODEL
+        elif model is not None:
+            raise ValueError(
+                f"model applies to the CNN encoder, not {spec.label}"
+            )
         result = _execute_operator(self, sample_collection, params, delegate)
         if delegate:
             return result
@@ -612,6 +780,8 @@ class FindDuplicates(foo.Operator):
         if view is not None:
             spec = _encoder_inputs(ctx, inputs)
             _threshold_input(ctx, inputs, spec)
+            if not spec.is_hash:
+                _model_input(ctx, inputs, view)
             _keep_input(ctx, inputs, view)
             _grouping_inputs(ctx, inputs, spec)
             _run_key_input(ctx, inputs, view)
@@ -644,13 +814,19 @@ class FindDuplicates(foo.Operator):
         params = ctx.params
         spec = encoders.get_encoder(params.get("encoder", "dhash"))
         run_key = params.get("run_key", core.DEFAULT_RUN_KEY)
+        model, field = None, params.get("field") or spec.default_field
+        if not spec.is_hash:
+            model = params.get("model") or models.DEFAULT_MODEL
+            if model in view._root_dataset.get_field_schema():
+                field = None  # an embeddings field, used as is
 
         def work(progress):
             return core.find_duplicates(
                 view,
-                threshold=params.get("threshold"),
+                threshold=_threshold_param(params, spec),
                 encoder=spec.name,
-                field=params.get("field") or spec.default_field,
+                field=field,
+                model=model,
                 run_key=run_key,
                 keep=params.get("keep") or "first",
                 priority=params.get("priority"),
@@ -736,7 +912,7 @@ def _grouping_params(params, spec):
         "min_samples": params.get("min_samples") or 1,
     }
     invariance = params.get("invariance")
-    if spec.is_hash and invariance not in (None, "none"):
+    if invariance not in (None, "none"):
         out["invariance"] = invariance
     return out
 
@@ -841,6 +1017,8 @@ class FindCrossDuplicates(foo.Operator):
             inputs.enum("mode", modes.values(), default="query", label="Search", view=modes)
             spec = _encoder_inputs(ctx, inputs)
             _threshold_input(ctx, inputs, spec)
+            if not spec.is_hash:
+                _model_input(ctx, inputs, view)
             _run_key_input(ctx, inputs, view)
             if ctx.params.get("mode", "query") == "query":
                 inputs.bool(
@@ -863,15 +1041,18 @@ class FindCrossDuplicates(foo.Operator):
         run_key = params.get("run_key") or core.DEFAULT_RUN_KEY
         others = [fo.load_dataset(name) for name in params.get("datasets") or []]
 
+        threshold = _threshold_param(params, spec)
+        model = None if spec.is_hash else params.get("model") or models.DEFAULT_MODEL
+
         def work(progress):
             if params.get("mode", "query") == "union":
                 return core.find_duplicates(
-                    [view] + others, threshold=params.get("threshold"),
-                    encoder=spec.name, run_key=run_key, progress=progress,
+                    [view] + others, threshold=threshold, encoder=spec.name,
+                    model=model, run_key=run_key, progress=progress,
                 )
             return core.find_cross_duplicates(
-                view, others, threshold=params.get("threshold"),
-                encoder=spec.name, run_key=run_key,
+                view, others, threshold=threshold, encoder=spec.name,
+                model=model, run_key=run_key,
                 write_reference=params.get("write_reference", True),
                 progress=progress,
             )
@@ -1399,6 +1580,7 @@ def _move_notes(result):
 
 OPERATORS = (
     ComputeHashes,
+    ComputeEmbeddings,
     FindDuplicates,
     FindCrossDuplicates,
     ShowDuplicates,

@@ -63,6 +63,7 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
     summary["num_cross"] = num_cross
     return {
         "encoder": spec.label,
+        "model": getattr(results.config, "model", None),
         "threshold": threshold,
         "metric": spec.metric,
         "dataset": dataset.name,
@@ -102,7 +103,7 @@ def summary_table(report):
     s = report["summary"]
     rows = [
         ("dataset", report["dataset"]),
-        ("encoder", f"{report['encoder']} (threshold {report['threshold']})"),
+        ("encoder", _encoder_text(report)),
         ("images", s.get("num_samples", 0)),
         ("encoded now / reused", f"{s.get('num_computed', 0)} / {s.get('num_reused', 0)}"),
         ("unreadable", s.get("num_failed", 0)),
@@ -118,3 +119,9 @@ def summary_table(report):
             rows.append((label, s[key]))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _encoder_text(report):
+    model = report.get("model")
+    name = report["encoder"] + (f" {model}" if model else "")
+    return f"{name} (threshold {report['threshold']})"

@@ -67,7 +67,9 @@ class DedupRunConfig(fors.RunConfig):
         guard_threshold (None): the guard's threshold
         min_samples (1): DBSCAN's ``min_samples``
         priority (None): the list of the ``"priority"`` keep policy
-        model (None): the embedding model, for CNN runs
+        model (None): for embeddings, the model that computed them
+            (``"efficientnet-lite0"``, ``"zoo:<name>"``, ...), or
+            ``"field:<name>"`` for embeddings used as found
         invariance (None): the flip/rotation invariance used, if any
         saved_views (None): the saved views the run created
         **kwargs: other JSON-serializable parameters

@@ -1,4 +1,4 @@
-"""Exact radius search over encodings, pure numpy/faiss (no FiftyOne).
+"""Exact radius search over encodings, numpy/faiss (no FiftyOne).
 
 Two kinds of encodings, one shape of answer: sparse pairs ``(i, j, d)``
 within a threshold, never an N x N matrix.
@@ -6,9 +6,12 @@ within a threshold, never an N x N matrix.
 -   64-bit hashes (``uint64``): Hamming distance <= ``threshold``, searched
     with faiss's binary flat index (popcount over packed codes), blockwise and
     upper-triangular so that each pair is computed once.
--   embeddings (``float32``): cosine similarity >= ``threshold``, searched
-    with faiss's inner-product range search on L2-normalised vectors,
-    blockwise.
+-   embeddings (``float32``): cosine similarity >= ``threshold`` of
+    L2-normalised vectors, blockwise and upper-triangular: fast matrix
+    products (torch when installed, bfloat16 where the CPU multiplies it
+    natively) find candidates within a proven error margin of the
+    threshold, and each candidate's similarity is then computed exactly (in
+    float64), so the pairs are the same on every machine.
 
 Identical encodings are collapsed first (:func:`unique_rows`): ten thousand
 copies of one image cost one search row, not fifty million pairs.
@@ -103,21 +106,62 @@ def unique_rows(codes):
 
     Returns:
         a tuple ``(unique, inverse)`` such that ``unique[inverse] == codes``;
-        ``unique`` keeps first-occurrence order
+        ``unique`` keeps first-occurrence order (and is ``codes`` itself,
+        not a copy, when all rows differ)
     """
     codes = np.asarray(codes)
     if len(codes) == 0:
         return codes, np.zeros(0, dtype=np.int64)
-    axis = 0 if codes.ndim > 1 else None
-    _, first, inverse = np.unique(
-        codes, axis=axis, return_index=True, return_inverse=True
-    )
+    if codes.ndim > 1:
+        found = _unique_by_hash(codes)
+        if found is not None:
+            first, inverse = found
+        else:  # pragma: no cover - a 64-bit hash collision
+            _, first, inverse = np.unique(
+                codes, axis=0, return_index=True, return_inverse=True
+            )
+    else:
+        _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
+    if len(first) == len(codes):
+        return codes, np.arange(len(codes))  # all distinct: no copy
     # Renumber so that unique rows keep their first-occurrence order
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return codes[np.sort(first)], rank[inverse]
+
+
+def _unique_by_hash(rows, block_size=4096):
+    """Groups identical rows by a 64-bit hash of their bytes, checked
+    exactly; memory is a block, not a copy of ``rows`` (as a sort would be).
+
+    Returns:
+        ``(first, inverse)`` as ``np.unique`` gives them, or ``None`` if two
+        different rows share a hash
+    """
+    raw = np.ascontiguousarray(rows)
+    n = len(raw)
+    data = raw.reshape(n, -1).view(np.uint8)
+    pad = (-data.shape[1]) % 4
+    if pad:
+        data = np.concatenate([data, np.zeros((n, pad), np.uint8)], axis=1)
+    words = data.view(np.uint32)
+    weights = np.random.default_rng(0x5EED).integers(
+        1, 2**63, size=words.shape[1], dtype=np.uint64
+    )
+    hashes = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, block_size):
+        block = words[start : start + block_size].astype(np.uint64)
+        hashes[start : start + block_size] = (block * weights).sum(axis=1)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    for start in range(0, n, block_size):
+        stop = min(n, start + block_size)
+        reps = first[inverse[start:stop]]
+        if not np.array_equal(raw[start:stop], raw[reps]):
+            return None
+    return first, inverse
 
 
 def _as_binary(codes):
@@ -207,65 +251,204 @@ def hamming_cross(
     return _concat(out_i, out_j, out_d, np.int32)
 
 
-def normalize(vectors):
+def normalize(vectors, inplace=False):
     """L2-normalises embeddings row-wise (zero rows stay zero).
 
     Args:
         vectors: an ``(n, d)`` array
+        inplace (False): normalise ``vectors`` itself when it is a
+            C-contiguous ``float32`` array (no copy)
 
     Returns:
-        a C-contiguous ``float32`` array
+        a C-contiguous ``float32`` array: a new one unless ``inplace``
     """
-    x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    x = np.asarray(vectors)
+    if not (inplace and x.dtype == np.float32 and x.flags.c_contiguous):
+        x = np.array(x, dtype=np.float32, order="C", copy=True)
     if x.ndim != 2:
         raise ValueError(f"Expected a 2-D array of embeddings, got {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    # row norms without an (n, d) temporary
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    norms = norms.astype(np.float32)[:, None]
     np.divide(x, norms, out=x, where=norms > 0)
     return x
+
+
+#: queries per block of the embedding search; a block of similarities is
+#: at most this many queries x ``COSINE_KEY_BLOCK`` keys
+COSINE_QUERY_BLOCK = 1024
+COSINE_KEY_BLOCK = 16384
+
+#: candidates are checked exactly per chunk of this many pairs
+_REFINE_CHUNK = 8192
+
+# How far a fast product may be from the exact similarity of unit vectors
+# (u = unit roundoff). bfloat16 (u = 2^-8): both inputs rounded (<= 2u + u^2
+# on the product), the output rounded (<= 2u even if truncated), float32
+# accumulation (<= d * 2^-24): 0.0157 + 6e-8 * d. float32: accumulation
+# only (<= d * 2^-24). With room to spare:
+_MARGIN_BASE = {"bf16": 0.02, "fp32": 1e-5}
+_MARGIN_PER_DIM = {"bf16": 1e-7, "fp32": 1e-7}
+
+SIMILARITY_METHODS = ("auto", "bf16", "fp32")
+
+
+def _bf16_is_native():
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16, AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+    return torch
+
+
+def resolve_similarity_method(method="auto"):
+    """Chooses how candidate similarities are computed.
+
+    Args:
+        method ("auto"): ``"auto"`` (bfloat16 products where the CPU
+            multiplies them natively, else float32), ``"bf16"`` or ``"fp32"``
+
+    Returns:
+        ``"bf16"`` or ``"fp32"``
+
+    Raises:
+        ValueError: for an unknown method
+    """
+    if method not in SIMILARITY_METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(SIMILARITY_METHODS)}, got {method!r}"
+        )
+    if method == "auto":
+        return "bf16" if _torch() is not None and _bf16_is_native() else "fp32"
+    return method
+
+
+class _Products:
+    """Blocks of fast inner products between two sets of unit vectors,
+    thresholded into candidate pairs."""
+
+    def __init__(self, queries, keys, method):
+        self.method = resolve_similarity_method(method)
+        dim = queries.shape[1]
+        self.margin = _MARGIN_BASE[self.method] + _MARGIN_PER_DIM[self.method] * dim
+        self.torch = _torch()
+        if self.torch is None:
+            self.method = "fp32"
+            self.q, self.k = queries, keys
+            return
+        dtype = self.torch.bfloat16 if self.method == "bf16" else self.torch.float32
+        self.q = self.torch.from_numpy(queries).to(dtype)
+        self.k = self.q if keys is queries else self.torch.from_numpy(keys).to(dtype)
+
+    def candidates(self, q0, q1, k0, k1, cutoff):
+        """Local ``(query, key)`` index arrays whose fast product is at least
+        ``cutoff``."""
+        if self.torch is None:
+            block = self.q[q0:q1] @ self.k[k0:k1].T
+            rows = np.flatnonzero(block.max(axis=1) >= cutoff)
+            qi, kj = np.nonzero(block[rows] >= cutoff)
+            return rows[qi].astype(np.int64), kj.astype(np.int64)
+        torch = self.torch
+        with torch.inference_mode():
+            block = self.q[q0:q1] @ self.k[k0:k1].T
+            # candidates are rare: find their rows first (one cheap pass)
+            rows = (block.amax(dim=1) >= cutoff).nonzero()[:, 0]
+            if len(rows) == 0:
+                empty = np.zeros(0, dtype=np.int64)
+                return empty, empty.copy()
+            found = (block[rows] >= cutoff).nonzero()
+            return rows[found[:, 0]].numpy(), found[:, 1].numpy()
+
+
+def _exact_similarities(queries, keys, qi, kj):
+    """The similarities of candidate pairs, in float64 (float32 products are
+    exact in float64), by chunks."""
+    out = np.empty(len(qi), dtype=np.float64)
+    for start in range(0, len(qi), _REFINE_CHUNK):
+        stop = start + _REFINE_CHUNK
+        out[start:stop] = np.einsum(
+            "ij,ij->i", queries[qi[start:stop]], keys[kj[start:stop]],
+            dtype=np.float64,
+        )
+    return out
+
+
+def _radius_block(products, queries, keys, q0, q1, threshold, k_start, upper):
+    out_i, out_j, out_s = [], [], []
+    cutoff = threshold - products.margin
+    n_keys = len(keys)
+    for k0 in range(k_start, n_keys, COSINE_KEY_BLOCK):
+        k1 = min(n_keys, k0 + COSINE_KEY_BLOCK)
+        qi, kj = products.candidates(q0, q1, k0, k1, cutoff)
+        qi += q0
+        kj += k0
+        if upper:
+            keep = kj > qi
+            qi, kj = qi[keep], kj[keep]
+        if not len(qi):
+            continue
+        s = _exact_similarities(queries, keys, qi, kj)
+        keep = s >= threshold
+        out_i.append(qi[keep])
+        out_j.append(kj[keep])
+        out_s.append(np.minimum(s[keep], 1.0).astype(np.float32))
+    return out_i, out_j, out_s
 
 
 def cosine_pairs(
     vectors,
     threshold,
-    block_size=DEFAULT_BLOCK_SIZE,
+    block_size=None,
     progress=None,
     normalized=False,
+    method="auto",
 ):
     """All pairs of embeddings with cosine similarity >= ``threshold``.
 
-    Exact: blockwise inner products over normalised vectors (faiss range
-    search), upper-triangular; memory is the vectors plus the pairs found.
+    Exact: blocks of fast inner products over normalised vectors give the
+    candidates within a proven margin of the threshold, whose similarities
+    are then computed exactly; upper-triangular; memory is the vectors, one
+    block of products and the pairs found.
 
     Args:
         vectors: an ``(n, d)`` array
         threshold: the minimum cosine similarity, in ``[-1, 1]``
-        block_size (DEFAULT_BLOCK_SIZE): queries per faiss call
+        block_size (None): queries per block; ``None`` for
+            :data:`COSINE_QUERY_BLOCK`
         progress (None): an optional callable invoked with the number of rows
             just searched
         normalized (False): whether ``vectors`` are already L2-normalised
             ``float32``
+        method ("auto"): how candidates are found (see
+            :func:`resolve_similarity_method`); the result is the same
 
     Returns:
         a tuple ``(i, j, s)`` of arrays with ``i < j`` and ``s`` the
         similarity
     """
     threshold = validate_cosine_threshold(threshold)
-    faiss = _faiss()
     x = vectors if normalized else normalize(vectors)
-    n, dim = x.shape
-    radius = _similarity_radius(threshold)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = len(x)
+    block_size = block_size or COSINE_QUERY_BLOCK
+    products = _Products(x, x, method)
     out_i, out_j, out_s = [], [], []
     for start in range(0, n, block_size):
         stop = min(n, start + block_size)
-        index = faiss.IndexFlatIP(dim)
-        index.add(x[start:])
-        lims, D, I = index.range_search(x[start:stop], radius)
-        qi, rj, s = _split_range_result(lims, D, I, start)
-        rj += start
-        keep = (rj > qi) & (s >= threshold)
-        out_i.append(qi[keep])
-        out_j.append(rj[keep])
-        out_s.append(np.minimum(s[keep], 1.0).astype(np.float32))
+        i, j, s = _radius_block(products, x, x, start, stop, threshold, start, True)
+        out_i += i
+        out_j += j
+        out_s += s
         if progress is not None:
             progress(stop - start)
     return _concat(out_i, out_j, out_s, np.float32)
@@ -275,9 +458,10 @@ def cosine_cross(
     query,
     reference,
     threshold,
-    block_size=DEFAULT_BLOCK_SIZE,
+    block_size=None,
     progress=None,
     normalized=False,
+    method="auto",
 ):
     """Pairs of (query, reference) embeddings with cosine similarity >=
     ``threshold``; the reference set is never compared with itself.
@@ -286,46 +470,40 @@ def cosine_cross(
         query: an ``(nq, d)`` array
         reference: an ``(nr, d)`` array
         threshold: the minimum cosine similarity, in ``[-1, 1]``
-        block_size (DEFAULT_BLOCK_SIZE): queries per faiss call
+        block_size (None): queries per block; ``None`` for
+            :data:`COSINE_QUERY_BLOCK`
         progress (None): an optional callable invoked with the number of
             queries just searched
         normalized (False): whether the vectors are already L2-normalised
+        method ("auto"): how candidates are found (see
+            :func:`resolve_similarity_method`); the result is the same
 
     Returns:
         a tuple ``(qi, rj, s)`` of arrays
     """
     threshold = validate_cosine_threshold(threshold)
-    faiss = _faiss()
     q = query if normalized else normalize(query)
     r = reference if normalized else normalize(reference)
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    r = np.ascontiguousarray(r, dtype=np.float32)
     if q.shape[1] != r.shape[1]:
         raise ValueError(
             f"Query embeddings have {q.shape[1]} dimensions but reference "
             f"embeddings have {r.shape[1]}; they must come from the same model"
         )
-    index = faiss.IndexFlatIP(r.shape[1])
-    if len(r):
-        index.add(r)
-    radius = _similarity_radius(threshold)
+    block_size = block_size or COSINE_QUERY_BLOCK
+    products = _Products(q, r, method) if len(r) else None
     out_i, out_j, out_s = [], [], []
     for start in range(0, len(q), block_size):
         stop = min(len(q), start + block_size)
-        if len(r):
-            lims, D, I = index.range_search(q[start:stop], radius)
-            qi, rj, s = _split_range_result(lims, D, I, start)
-            keep = s >= threshold
-            out_i.append(qi[keep])
-            out_j.append(rj[keep])
-            out_s.append(np.minimum(s[keep], 1.0).astype(np.float32))
+        if products is not None:
+            i, j, s = _radius_block(products, q, r, start, stop, threshold, 0, False)
+            out_i += i
+            out_j += j
+            out_s += s
         if progress is not None:
             progress(stop - start)
     return _concat(out_i, out_j, out_s, np.float32)
-
-
-def _similarity_radius(threshold):
-    # faiss keeps inner products strictly above the radius; step just below
-    # the threshold (float32 rounding) and filter exactly afterwards
-    return float(np.nextafter(np.float32(threshold), np.float32(-2.0))) - 1e-6
 
 
 def _concat(out_i, out_j, out_d, dtype):

@@ -85,8 +85,8 @@ def test_heic_without_a_decoder_says_so(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--threshold", "-3"], "between 0 and 64"),
-        (["--threshold", "1e9"], "between 0 and 64"),
+        (["--encoder", "DHash", "--threshold", "-3"], "between 0 and 64"),
+        (["--encoder", "DHash", "--threshold", "1e9"], "between 0 and 64"),
         (["--encoder", "CNN", "--threshold", "2"], "between -1 and 1"),
         (["--keep", "tallest"], "--keep: Unknown keep policy"),
         (["--grouping", "kmeans"], "invalid choice: 'kmeans'"),

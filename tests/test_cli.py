@@ -87,7 +87,7 @@ def test_console_script_and_help():
     "args, message",
     [
         (["-d", "/does/not/exist", "--no_data_dir", "--no_annot"], "Folder not found: /does/not/exist"),
-        (["-d", "{dir}", "--no_data_dir", "--no_annot", "--threshold", "99"], "between 0 and 64"),
+        (["-d", "{dir}", "--no_data_dir", "--no_annot", "--encoder", "DHash", "--threshold", "99"], "between 0 and 64"),
         (["-d", "{dir}", "--no_data_dir", "--no_annot", "--threshold", "ten"], "--threshold must be a number"),
         (["-d", "{dir}", "--no_data_dir", "--no_annot", "--encoder", "SIFT"], "Unknown encoder 'SIFT'"),
         (["-d", "{dir}", "--no_annot"], "No 'data' folder in"),

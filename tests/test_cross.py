@@ -333,7 +333,7 @@ def test_cli_grouping_guard_and_histogram(split, tmp_path):
     out = helpers.run_cli(
         "-d", ref_dir, query_dir, "--no_data_dir", "--no_annot", "--grouping",
         "dbscan", "--guard", "complete", "--histogram", png, "--report", report,
-        "--dataset", "cli-grouping", "--dry_run",
+        "--dataset", "cli-grouping", "--dry_run", "--encoder", "DHash",
     )
     assert out.returncode == 0, out.stderr
     rep = json.loads(report.read_text())
@@ -347,5 +347,6 @@ def test_cli_grouping_guard_and_histogram(split, tmp_path):
     ds = fo.load_dataset("cli-grouping")
     assert ds.get_run_info("dedup").config.grouping == "dbscan"
     ds.delete()
-    bad = helpers.run_cli("-d", ref_dir, "--no_data_dir", "--no_annot", "--guard_threshold", "30")
+    bad = helpers.run_cli("-d", ref_dir, "--no_data_dir", "--no_annot", "--guard_threshold", "30",
+                           "--encoder", "DHash")
     assert bad.returncode == 2 and "must not be looser" in bad.stderr

@@ -20,7 +20,7 @@ import helpers
 from fiftyone_dedup.operators import OPERATORS as OPERATOR_CLASSES
 
 OPERATORS = tuple(cls().config.name for cls in OPERATOR_CLASSES)
-assert {"move_duplicates", "restore_duplicates"} <= set(OPERATORS)
+assert {"compute_embeddings", "move_duplicates", "restore_duplicates"} <= set(OPERATORS)
 
 
 def uri(name):

@@ -117,3 +117,60 @@ def test_cosine_threshold_is_validated(bad):
 def test_cross_dimension_mismatch_is_explained():
     with pytest.raises(ValueError, match="same model"):
         search.cosine_cross(np.ones((2, 3)), np.ones((2, 4)), 0.9)
+
+
+def test_normalize_leaves_the_callers_vectors_alone():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    before = x.copy()
+    i, j, s = search.cosine_pairs(x, 0.5)
+    y = search.normalize(x)
+    assert np.array_equal(x, before)
+    np.testing.assert_allclose(y, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_unique_vectors_match_numpy_and_copy_nothing_when_distinct():
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(300, 7)).astype(np.float32)
+    x = base[rng.integers(0, 300, size=1000)]  # many repeats
+    uniq, inv = search.unique_rows(x)
+    assert np.array_equal(uniq[inv], x)
+    assert len(uniq) == len(np.unique(x, axis=0))
+    distinct = rng.normal(size=(50, 7)).astype(np.float32)
+    same, inv = search.unique_rows(distinct)
+    assert same is distinct and inv.tolist() == list(range(50))
+
+
+def _near_threshold_pairs(n, dim, threshold, seed):
+    # unit vectors and partners at similarities within 0.005 of threshold
+    rng = np.random.default_rng(seed)
+    base = search.normalize(rng.normal(size=(n, dim)))
+    noise = rng.normal(size=(n, dim)).astype(np.float32)
+    noise -= np.sum(noise * base, axis=1, keepdims=True) * base
+    noise = search.normalize(noise)
+    target = rng.uniform(threshold - 0.005, threshold + 0.005, size=(n, 1))
+    partner = (target * base + np.sqrt(1 - target**2) * noise).astype(np.float32)
+    return np.r_[base, partner]
+
+
+@pytest.mark.parametrize("method", ["bf16", "fp32"])
+def test_cosine_search_is_exact_at_the_threshold_whatever_the_products(method):
+    # bfloat16 products are only candidates: every pair is checked exactly
+    x = _near_threshold_pairs(400, 384, 0.9, seed=11)
+    xd = search.normalize(x).astype(np.float64)
+    sims = xd @ xd.T
+    expected = set(zip(*np.nonzero(np.triu(sims >= 0.9, k=1))))
+    assert np.sum(np.abs(np.triu(sims, 1) - 0.9) < 1e-3) > 20  # a hard case
+    i, j, s = search.cosine_pairs(x, 0.9, block_size=150, method=method)
+    assert set(zip(i.tolist(), j.tolist())) == expected
+    np.testing.assert_allclose(s, sims[i, j], atol=1e-6)
+
+    qi, rj, _ = search.cosine_cross(x[:400], x[400:], 0.9, block_size=64, method=method)
+    cross = sims[:400, 400:]
+    assert set(zip(qi.tolist(), rj.tolist())) == set(zip(*np.nonzero(cross >= 0.9)))
+
+
+def test_similarity_method_is_validated():
+    assert search.resolve_similarity_method("fp32") == "fp32"
+    assert search.resolve_similarity_method() in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="method must be one of"):
+        search.cosine_pairs(np.ones((2, 3)), 0.9, method="int4")
