@@ -431,7 +431,7 @@ def _run_cli(folder, encoder, threshold, report, dataset):
     cmd = [
         sys.executable, "-m", "fiftyone_dedup", "-d", folder, "--no_data_dir",
         "--no_annot", "--encoder", encoder, "--threshold", str(threshold),
-        "--report", report, "--dataset", dataset, "--quiet",
+        "--report", report, "--dataset", dataset, "--quiet", "--dry_run",
     ]
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())

@@ -218,6 +218,7 @@ def bench_quality(photos, work, threshold=10):
         sys.executable, "-m", "fiftyone_dedup", "-d", folder, "--no_data_dir",
         "--no_annot", "--encoder", "DHash", "--threshold", str(threshold),
         "--report", report, "--dataset", "bench-dhash-quality", "--quiet",
+        "--dry_run",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if out.returncode != 0:

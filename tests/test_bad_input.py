@@ -34,11 +34,12 @@ def _tree_state(folder):
     return state
 
 
-def test_cli_completes_on_the_corpus(corpus, tmp_path):
+@pytest.mark.parametrize("encoder, field", [("DHash", "dhash"), ("CNN", "cnn_embedding")])
+def test_cli_completes_on_the_corpus(corpus, tmp_path, encoder, field):
     before = _tree_state(corpus["dir"])
     report = tmp_path / "r.json"
     out = helpers.run_cli(
-        "-d", corpus["dir"], "--no_data_dir", "--no_annot", "--encoder", "DHash",
+        "-d", corpus["dir"], "--no_data_dir", "--no_annot", "--encoder", encoder,
         "--report", report, "--dataset", "corpus", "--dry_run",
     )
     assert out.returncode == 0, out.stderr
@@ -52,9 +53,9 @@ def test_cli_completes_on_the_corpus(corpus, tmp_path):
         assert reason in failed[printable]
     assert len(failed) == len(corpus["bad"]) + len(corpus["unnamed"])
     ds = fo.load_dataset("corpus")
-    hashes = dict(zip(ds.values("filepath"), ds.values("dhash")))
+    encodings = dict(zip(ds.values("filepath"), ds.values(field)))
     for path in corpus["good"]:
-        assert hashes.get(path), path
+        assert encodings.get(path) is not None, path
     # EXIF orientation is applied: the rotated copy matches the upright one
     group_of = {p: i for i, g in enumerate(rep["groups"]) for p in [g["keep"]] + g["duplicates"]}
     upright = os.path.join(corpus["dir"], "plain.jpg")
