@@ -7,7 +7,7 @@
    union and keeps the cross pairs.
 2. Flip / rotation invariance: encode and search time with ``invariance``
    off, ``"flip"`` and ``"dihedral"`` on the same full-HD JPEGs, as ratios
-   to invariance off.
+   to invariance off, for DHash and for CNN embeddings (on fewer images).
 
 Usage::
 
@@ -108,6 +108,35 @@ def bench_invariance(paths):
     return out
 
 
+def bench_cnn_invariance(paths, threshold=0.85):
+    """The same for CNN embeddings (the default model, on the CPU)."""
+    from fiftyone_dedup import embeddings, grouping, search
+
+    out = {}
+    for inv in (None, "flip", "dihedral"):
+        t_enc, res = _time(lambda: list(embeddings.embed_files(paths, invariance=inv)))
+        vectors = search.normalize(np.stack([r[0] for r in res]))
+
+        def run_search():
+            uniq, keys = search.unique_rows(vectors)
+            a, b, s = search.cosine_pairs(uniq, threshold, normalized=True)
+            if inv:
+                variants = search.normalize(
+                    np.asarray([v for r in res for v in r[1]], dtype=np.float32)
+                )
+                search.cosine_cross(variants, uniq, threshold, normalized=True)
+            return grouping.star_groups(keys, a, b, s, similarity=True)
+
+        t_search, _ = _time(run_search, 3)
+        out[inv or "none"] = {"encode_s": t_enc, "search_s": t_search}
+    base = out["none"]
+    for inv in ("flip", "dihedral"):
+        out[inv]["encode_ratio"] = out[inv]["encode_s"] / base["encode_s"]
+        out[inv]["search_ratio"] = out[inv]["search_s"] / base["search_s"]
+    out["images"] = len(paths)
+    return out
+
+
 def markdown(res):
     a = res["scaling"]["anchor"]
     lines = [
@@ -125,11 +154,13 @@ def markdown(res):
             f"| query vs reference, {r['query']:,} x {r['reference']:,} | - | {r['seconds']:.2f} s "
             f"| {r['seconds'] / base['seconds']:.1f}x the smallest for {work:.0f}x the pairs |"
         )
-    inv = res.get("invariance")
-    if inv:
+    for key, label in (("invariance", "DHash"), ("cnn_invariance", "CNN")):
+        inv = res.get(key)
+        if not inv:
+            continue
         for name in ("flip", "dihedral"):
             lines.append(
-                f"| invariance `{name}`, {inv['images']} full-HD JPEGs | invariance off: "
+                f"| {label} invariance `{name}`, {inv['images']} full-HD JPEGs | invariance off: "
                 f"{inv['none']['encode_s']:.1f} s encode, {inv['none']['search_s']:.3f} s search "
                 f"| {inv[name]['encode_s']:.1f} s, {inv[name]['search_s']:.3f} s "
                 f"| encode {inv[name]['encode_ratio']:.2f}x, search {inv[name]['search_ratio']:.1f}x |"
@@ -142,6 +173,8 @@ def main():
     parser.add_argument("--photos", default=datasets.DEFAULT_PHOTOS)
     parser.add_argument("--work", default="/tmp/fiftyone-dedup-bench")
     parser.add_argument("--n-images", type=int, default=1000)
+    parser.add_argument("--n-cnn-images", type=int, default=200,
+                        help="images for the CNN invariance costs (inference is slow on a CPU)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cross.json"))
     args = parser.parse_args()
 
@@ -152,6 +185,8 @@ def main():
     paths = datasets.fullhd_folder(folder, n=args.n_images, photos_dir=args.photos)
     print("Invariance costs ...", flush=True)
     res["invariance"] = bench_invariance(paths)
+    print("CNN invariance costs ...", flush=True)
+    res["cnn_invariance"] = bench_cnn_invariance(paths[: args.n_cnn_images])
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=2)

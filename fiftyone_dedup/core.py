@@ -620,19 +620,60 @@ def compute_encodings(samples, encoder="dhash", field=None, **kwargs):
     return compute_embeddings(samples, field=field, **kwargs)
 
 
+#: embeddings read per database round trip when loading them for a search
+LOAD_CHUNK_SIZE = 4096
+
+
 def _load_encodings(samples, spec, field, with_paths=False):
+    if not spec.is_hash:
+        return _load_vectors(samples, field, with_paths)
     ids, paths, values = samples.values(["id", "filepath", field])
     valid = [i for i, v in enumerate(values) if v is not None]
+    encodings = hashing.hex_to_codes([values[i] for i in valid])
     valid_ids = [ids[i] for i in valid]
-    values = [values[i] for i in valid]
-    if spec.is_hash:
-        encodings = hashing.hex_to_codes(values)
-    else:
-        encodings = _stack_vectors(values, valid_ids, field)  # empties values
-    del values
     if with_paths:
         return valid_ids, encodings, [paths[i] for i in valid]
     return valid_ids, encodings
+
+
+def _load_vectors(samples, field, with_paths=False, chunk_size=None):
+    """Reads embeddings chunk by chunk into one float32 array, so that the
+    database's documents and the array are never all in memory at once."""
+    chunk_size = chunk_size or LOAD_CHUNK_SIZE
+    n = count_samples(samples)
+    ids, paths, vectors, filled = [], [], None, 0
+    for start in range(0, n, chunk_size):
+        cids, cpaths, values = samples.skip(start).limit(chunk_size).values(
+            ["id", "filepath", field]
+        )
+        valid = [i for i, v in enumerate(values) if v is not None]
+        if not valid:
+            continue
+        cids = [cids[i] for i in valid]
+        block = _stack_vectors([values[i] for i in valid], cids, field)
+        del values
+        if vectors is None:
+            vectors = np.empty((n - start, block.shape[1]), dtype=np.float32)
+            first = (cids[0], block.shape)
+        elif block.shape[1] != vectors.shape[1]:
+            raise ValueError(
+                f"Field '{field}' holds embeddings of different sizes: "
+                f"sample {first[0]} has ({vectors.shape[1]},), sample "
+                f"{cids[0]} has ({block.shape[1]},); they must come from one "
+                "model"
+            )
+        vectors[filled : filled + len(block)] = block
+        filled += len(block)
+        ids += cids
+        if with_paths:
+            paths += [cpaths[i] for i in valid]
+    if vectors is None:
+        vectors = np.zeros((0, 0), dtype=np.float32)
+    elif filled < len(vectors):
+        vectors = vectors[:filled].copy()
+    if with_paths:
+        return ids, vectors, paths
+    return ids, vectors
 
 
 def _stack_vectors(values, ids, field):

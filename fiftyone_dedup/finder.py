@@ -400,6 +400,8 @@ def _drop_query_overlap(parts):
 
 def _stack(spec, encodings):
     encodings = [e for e in encodings if len(e)]
+    if len(encodings) == 1:
+        return encodings[0]  # one collection: no copy
     if not encodings:
         return np.zeros(0, dtype=np.uint64) if spec.is_hash else np.zeros((0, 1), np.float32)
     if not spec.is_hash:
