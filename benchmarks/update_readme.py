@@ -34,7 +34,11 @@ def _load(name):
 
 def _with_command(table, res):
     cmd = res.get("command") if res else None
-    return table + (f"\n\n*Measured with `{cmd}`.*" if cmd else "")
+    note = res.get("note") if res else None
+    text = f"\n\n*Measured with `{cmd}`" if cmd else ""
+    if cmd and note:
+        text += f"; {note}"
+    return table + (text + ".*" if cmd else "")
 
 
 def tables():

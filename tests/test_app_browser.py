@@ -213,7 +213,7 @@ def test_threshold_out_of_range_is_rejected_in_the_form(app, folder, make_datase
     # the meaning and range follow the chosen encoder
     form.select("Encoder", "CNN")
     form.has_text("0.82-0.9 is typical")
-    form.fill("Threshold (cosine similarity)", 3)
+    form.fill("Minimum similarity", 3)
     form.has_text("between -1 and 1 for embeddings (0.82-0.9 is typical), got 3")
     form.wait_runnable(False)
     app.screenshot("cnn-threshold-rejected")
