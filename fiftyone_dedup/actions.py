@@ -1101,7 +1101,7 @@ def _finish(m, dup, dataset, progress, result):
         result.messages.append(f"{len(failed)} file(s) could not be moved; first: {failed[0]['src']}: {failed[0].get('reason')}")
     if result.num_moved:
         result.messages.append(_samples_text(m.on_samples, m.dataset, m.tag, m.duplicates_dataset, m.labels, False))
-    logger.info(
+    logger.debug(
         "Moved %d image(s) into %s (manifest %s)", result.num_moved, dup, m.path,
     )
     return result

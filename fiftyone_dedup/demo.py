@@ -4,8 +4,9 @@
 ``labels.json``) made from real photos that installed packages ship
 (scikit-image and scikit-learn sample images, no download), with planted
 near-duplicates (resized, re-encoded, brightened, cropped, copied), and runs
-the whole command-line flow on it: the duplicates move, with their labels,
-to ``<dir>/duplicates``.
+the whole command-line flow on it, keeping the oldest file of each group (the
+originals are written an hour older than their copies): the duplicates move,
+with their labels, to ``<dir>/duplicates``.
 """
 
 import importlib.util
@@ -13,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import time
 
 from PIL import Image, ImageEnhance, ImageOps
 
@@ -153,14 +155,22 @@ def make_demo_dataset(directory):
         )
         return relpath
 
+    originals = []
     for path, subject in sample_photos():
         img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
         original = add(img, f"{subject}.jpg", subject)
+        originals.append(original)
         variants = _variants(img)
         for i, name in enumerate(_PLAN.get(subject, ())):
             folder = "more/" if name == "copy" else ""
             copy = add(variants[name], f"{folder}{subject}_{name}.jpg", subject)
             planted.append((original, copy))
+
+    # the originals were there first: an hour older than their copies, so
+    # that the demo's keep policy ("oldest") keeps them
+    now = time.time()
+    for relpath in originals:
+        os.utime(os.path.join(data, relpath), (now - 3600, now - 3600))
 
     coco = {
         "info": {"description": "fiftyone-dedup demo"},
@@ -218,6 +228,7 @@ def run(args):
         "--dataset", "fiftyone-dedup-demo",
         "--report", report_path,
         "--duplicates_dir", os.path.join(made["dir"], "duplicates"),
+        "--keep", "oldest",
     ]
     if args.quiet:
         argv.append("--quiet")
@@ -232,7 +243,11 @@ def run(args):
         for a, b in made["planted"]
         if a in group_of and group_of.get(a) == group_of.get(b)
     )
+    originals = {a for a, _ in made["planted"]}
+    kept = {os.path.relpath(g["keep"], data) for g in rep["groups"]}
     print(
-        f"\nPlanted near-duplicates found: {hits} of {len(made['planted'])}"
+        f"\nPlanted near-duplicates found: {hits} of {len(made['planted'])}; "
+        f"originals kept (--keep oldest): {len(originals & kept)} of "
+        f"{len(originals)}"
     )
     return rep

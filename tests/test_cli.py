@@ -138,9 +138,12 @@ def test_demo_builds_a_labeled_dataset_and_finds_every_planted_copy(tmp_path):
     out = helpers.run_cli("demo", "--dir", tmp_path / "demo", "--quiet")
     assert out.returncode == 0, out.stderr
     assert "Planted near-duplicates found: 6 of 6" in out.stdout
+    assert "originals kept (--keep oldest): 5 of 5" in out.stdout
     # the 6 copies moved with their labels; the rest stays a valid COCO dataset
     coco = json.loads((tmp_path / "demo" / "labels.json").read_text())
     assert len(coco["images"]) == len(coco["annotations"]) == 10
+    # what stays is the 10 originals (copies are named <subject>_<variant>)
+    assert all("_" not in im["file_name"] for im in coco["images"])
     moved = json.loads((tmp_path / "demo" / "duplicates" / "demo" / "labels.json").read_text())
     assert len(moved["images"]) == len(moved["annotations"]) == 6
     for im in moved["images"]:
