@@ -71,6 +71,8 @@ OPERATOR_LABELS = {
     "find_duplicates": "Dedup: find duplicates",
     "show_duplicates": "Dedup: show duplicate groups",
     "clear_duplicates": "Dedup: clear results",
+    "move_duplicates": "Dedup: move duplicates",
+    "restore_duplicates": "Dedup: restore moved duplicates",
 }
 
 # Records each state of the App's progress bars (value and the dialog's

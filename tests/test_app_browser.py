@@ -363,3 +363,80 @@ def test_selected_samples_target_and_progress_while_hashing(
     assert values == sorted(values), seen
     ds.reload()
     assert len(ds.exists("dhash")) == len(ds)
+
+
+def _checksums(directory):
+    """{relative path: sha256} of every file under a folder."""
+    import hashlib
+
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_move_shows_its_plan_asks_to_confirm_and_undoes_in_one_click(
+    app, make_dataset, tmp_path
+):
+    # a private folder: this test moves files
+    images = str(tmp_path / "images")
+    made = helpers.make_folder(images, num_textures=2)
+    planted = made["planted"]
+    copies = sorted(c for _, c in planted)
+    ds = make_dataset(made["originals"] + copies)
+    fod.find_duplicates(ds, threshold=10)
+    assert sorted(ds.match_tags("duplicate").values("filepath")) == copies
+    before = _checksums(images)
+    dup = str(tmp_path / "dups")
+
+    app.open_dataset(ds.name)
+    app.wait_for_grid(len(ds))
+    form = app.open_operator("move_duplicates")
+    form.fill("Duplicates folder", dup)
+    # the plan first, and nothing runs until it is confirmed
+    form.has_text(f"{len(copies)} image(s) will move to {dup}; 0 will not")
+    form.has_text(os.path.basename(copies[0]))
+    form.has_text("Review the plan above and confirm")
+    form.wait_runnable(False)
+    app.screenshot("move-plan")
+    assert _checksums(images) == before and not os.path.exists(dup)
+
+    form.check("Move these files")
+    form.wait_runnable()
+    form.execute()
+    dialog = app.result_dialog("Duplicates moved")
+    app.screenshot("move-result")
+    assert dialog.value("Images moved") == str(len(copies))
+    assert dialog.value("Duplicates not moved") == "0"
+
+    # on disk: each copy left its folder, and its bytes are in the
+    # duplicates folder (with the manifest); the originals did not move
+    after = _checksums(images)
+    moved = _checksums(dup)
+    for path in copies:
+        rel = os.path.relpath(path, images)
+        assert rel not in after
+        assert list(moved.values()).count(before[rel]) == 1, rel
+    assert {r: h for r, h in before.items() if os.path.join(images, r) not in copies} == after
+    assert any(name.startswith("manifest-") for name in moved)
+    # in the dataset: the moved samples point at their new files, tagged
+    ds.reload()
+    tagged = ds.match_tags("moved")
+    assert len(tagged) == len(copies)
+    assert all(p.startswith(dup + os.sep) and os.path.isfile(p) for p in tagged.values("filepath"))
+
+    # undo is one click in the result dialog
+    dialog.click("Undo this move")
+    restored = app.result_dialog("Duplicates restored")
+    app.screenshot("restore-result")
+    assert restored.value("Images put back") == str(len(copies))
+    assert _checksums(images) == before
+    # no copy is left behind in the duplicates folder (only its records)
+    copy_sums = {before[os.path.relpath(p, images)] for p in copies}
+    assert not copy_sums & set(_checksums(dup).values())
+    ds.reload()
+    assert sorted(ds.match_tags("duplicate").values("filepath")) == copies
+    assert len(ds.match_tags("moved")) == 0
