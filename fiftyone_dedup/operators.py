@@ -1034,6 +1034,9 @@ class FindCrossDuplicates(foo.Operator):
             inputs, view=types.View(label="Find duplicates across datasets")
         )
 
+    def resolve_execution_options(self, ctx):
+        return _execution_options(ctx)
+
     def execute(self, ctx):
         view = ctx.target_view()
         params = ctx.params
@@ -1057,15 +1060,66 @@ class FindCrossDuplicates(foo.Operator):
                 progress=progress,
             )
 
-        results = yield from _run_in_app(ctx, work)
         if ctx.delegated:
-            return
+            summary = _run_delegated(ctx, work).summary
+            return {key: summary.get(key) for key in _CROSS_LABELS}
+        return self._execute_in_app(ctx, work, view, run_key)
+
+    def _execute_in_app(self, ctx, work, view, run_key):
+        results = yield from _run_in_app(ctx, work)
+        summary = results.summary
         yield ctx.ops.reload_dataset()
-        if params.get("open_view", True) and results.summary["num_cross"]:
+        shown = ctx.params.get("open_view", True) and summary["num_cross"]
+        if shown:
             from fiftyone_dedup import review
 
             yield ctx.ops.set_view(review.build_view(view, run_key, "cross"))
-        yield ctx.ops.notify(_summary_text(results.summary))
+        notes = [_cross_note(summary, shown)]
+        per = summary.get("datasets") or {}
+        if per:
+            notes.append("\n".join(
+                f"- `{name}`: {d['samples']} sample(s), {d['duplicates']} "
+                f"duplicate(s), {d['cross']} of them in another dataset"
+                for name, d in per.items()
+            ))
+        failures = core.get_failures(view, results.config.field)
+        note = appui.failures_note(failures, summary["num_failed"])
+        if note:
+            notes.append(note)
+        yield appui.result_dialog(
+            ctx,
+            f"Cross-dataset duplicates found (run '{run_key}')",
+            _rows(_CROSS_LABELS, summary),
+            notes=notes,
+        )
+        yield ctx.ops.notify(
+            _summary_text(summary),
+            variant="warning" if summary["num_failed"] else "success",
+        )
+
+    def resolve_output(self, ctx):
+        return _output_schema(_CROSS_LABELS, "Cross-dataset duplicates found")
+
+
+#: what a cross-dataset run's result shows: key -> label
+_CROSS_LABELS = {
+    "num_cross": "Duplicates of a sample in another dataset",
+    "num_groups": "Groups",
+    "num_duplicates": "Duplicates (tagged)",
+    "num_samples": "Samples searched",
+    "num_failed": "Unreadable images (skipped)",
+}
+
+
+def _cross_note(summary, shown):
+    if not summary["num_cross"]:
+        return "No duplicates across the datasets at this threshold."
+    if shown:
+        return (
+            "The App now shows this target's samples that duplicate a sample "
+            "in another dataset."
+        )
+    return "Review them with **Dedup: show duplicate groups** (cross-dataset hits)."
 
 
 class ShowDistanceHistogram(foo.Operator):

@@ -71,6 +71,7 @@ OPERATOR_LABELS = {
     "find_duplicates": "Dedup: find duplicates",
     "show_duplicates": "Dedup: show duplicate groups",
     "clear_duplicates": "Dedup: clear results",
+    "find_cross_duplicates": "Dedup: find duplicates across datasets",
     "move_duplicates": "Dedup: move duplicates",
     "restore_duplicates": "Dedup: restore moved duplicates",
 }
@@ -539,6 +540,17 @@ class OperatorForm:
         self.modal.locator(
             f"xpath={self._label(label)}/following::*[@role='combobox'][1]"
         ).filter(has_text=option).wait_for()
+
+    def pick(self, label, option):
+        """Adds an option to the multiple-choice dropdown with this label
+        (the choice shows as a chip)."""
+        self.modal.locator(
+            f"xpath={self._label(label)}/following::*[@role='combobox'][1]"
+        ).click()
+        self.app.page.get_by_role("option", name=option).first.click()
+        self.modal.locator(".MuiChip-root").filter(has_text=option).first.wait_for()
+        # close the list (Escape would close the whole form)
+        self.modal.locator(f"xpath={self._label(label)}").click()
 
     def choose(self, option):
         """Clicks a radio option (such as a target) by its label."""

@@ -440,3 +440,51 @@ def test_move_shows_its_plan_asks_to_confirm_and_undoes_in_one_click(
     ds.reload()
     assert sorted(ds.match_tags("duplicate").values("filepath")) == copies
     assert len(ds.match_tags("moved")) == 0
+
+
+def test_cross_dataset_search_with_the_other_dataset_picked_in_the_form(
+    app, folder, make_dataset, tmp_path
+):
+    reference = make_dataset(folder["originals"], name="app-cross-reference")
+    copies = sorted(c for _, c in folder["planted"])
+    # the query: the planted copies, and two images the reference lacks
+    new = [
+        helpers.save(helpers.texture(7000 + s), str(tmp_path / f"new_{s}.png"))
+        for s in range(2)
+    ]
+    query = make_dataset(copies + new, name="app-cross-query")
+    files_before = _files_state(folder["dir"])
+
+    app.open_dataset(query.name)
+    app.wait_for_grid(len(query))
+    form = app.open_operator("find_cross_duplicates")
+    form.has_text("Against them (query vs reference)")
+    form.pick("Other datasets", reference.name)
+    form.select("Encoder", "DHash")
+    form.fill("Threshold (bits)", 10)
+    form.wait_runnable()
+    app.screenshot("cross-form")
+    form.execute()
+    dialog = app.result_dialog("Cross-dataset duplicates found (run 'dedup')")
+    app.screenshot("cross-result")
+    assert dialog.value("Duplicates of a sample in another dataset") == str(len(copies))
+    assert dialog.value("Samples searched") == str(len(query) + len(reference))
+    assert f"{reference.name}: {len(reference)} sample(s), 0 duplicate(s)" in dialog.text()
+    dialog.close()
+    # the App shows the query's hits
+    app.wait_for_grid(len(copies))
+
+    # each copy points at its original in the reference dataset
+    query.reload()
+    ref_ids = dict(zip(*reference.values(["filepath", "id"])))
+    rows = dict(zip(query.values("filepath"), zip(*query.values(
+        ["dedup_kept_dataset", "dedup_kept_id", "dedup_kept_filepath"]
+    ))))
+    for original, copy in folder["planted"]:
+        assert rows[copy] == (reference.name, ref_ids[original], original), copy
+    for path in new:
+        assert rows[path] == (None, None, None), path
+    # the reference is never searched against itself: none of it is marked
+    reference.reload()
+    assert len(reference.match_tags("duplicate")) == 0
+    assert _files_state(folder["dir"]) == files_before

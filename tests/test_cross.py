@@ -311,6 +311,26 @@ def test_cross_operator_query_and_union(split, two):
         op(query, ["no-such-dataset"])
 
 
+def test_cross_operator_delegated_keeps_its_summary(split, two):
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    ref, query = two
+    uri = "@fiftyone_dedup/dedup/find_cross_duplicates"
+    queued = foo.get_operator(uri)(query, [ref.name], threshold=10, delegate=True)
+    assert queued.error is None
+    assert fod.list_runs(query) == []  # only queued so far
+    dos = DelegatedOperationService()
+    dos.execute_queued_operations(dataset_name=query.name, operator=uri)
+    (op,) = dos.list_operations(dataset_name=query.name, operator=uri)
+    assert op.run_state == ExecutionRunState.COMPLETED
+    assert op.result.result["num_cross"] == len(split["cross"])
+    assert op.status.label  # the stage last reported
+    query.reload()
+    assert fod.load_run(query, "dedup").summary["num_cross"] == len(split["cross"])
+
+
 def test_histogram_operator_returns_the_plot_data(split, two):
     import fiftyone.operators as foo
 
