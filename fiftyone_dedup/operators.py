@@ -1104,10 +1104,7 @@ class FindCrossDuplicates(foo.Operator):
 #: what a cross-dataset run's result shows: key -> label
 _CROSS_LABELS = {
     "num_cross": "Duplicates of a sample in another dataset",
-    "num_groups": "Groups",
-    "num_duplicates": "Duplicates (tagged)",
-    "num_samples": "Samples searched",
-    "num_failed": "Unreadable images (skipped)",
+    **{k: v for k, v in _SUMMARY_LABELS.items() if k != "seconds"},
 }
 
 
