@@ -34,11 +34,10 @@ def _load(name):
 
 def _with_command(table, res):
     cmd = res.get("command") if res else None
-    note = res.get("note") if res else None
-    text = f"\n\n*Measured with `{cmd}`" if cmd else ""
-    if cmd and note:
-        text += f"; {note}"
-    return table + (text + ".*" if cmd else "")
+    if not cmd:
+        return table
+    note = f"; {res['note']}" if res.get("note") else ""
+    return table + f"\n\n*Measured with `{cmd}`{note}.*"
 
 
 def tables():

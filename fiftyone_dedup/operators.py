@@ -847,31 +847,41 @@ class FindDuplicates(foo.Operator):
         shown = ctx.params.get("open_view", True) and summary["num_groups"]
         if shown:
             yield from _show_groups(ctx, results.view(), run_key)
-        failures = core.get_failures(ctx.target_view(), results.config.field)
-        notes = _result_notes(summary, shown)
-        note = appui.failures_note(failures, summary["num_failed"])
-        if note:
-            notes.append(note)
         buttons = []
         if summary["num_groups"] and not shown:
             buttons.append((
                 "show_groups", "Show the groups", _uri("show_duplicates"),
                 {"run_key": run_key, "role": "all"},
             ))
-        yield appui.result_dialog(
-            ctx,
-            f"Duplicates found (run '{run_key}')",
-            _rows(_SUMMARY_LABELS, summary),
-            notes=notes,
-            buttons=buttons,
-        )
-        yield ctx.ops.notify(
-            _summary_text(summary),
-            variant="warning" if summary["num_failed"] else "success",
+        yield from _found_messages(
+            ctx, results, ctx.target_view(), f"Duplicates found (run '{run_key}')",
+            _SUMMARY_LABELS, _result_notes(summary, shown), buttons=buttons,
         )
 
     def resolve_output(self, ctx):
         return _output_schema(_SUMMARY_LABELS, "Duplicates found")
+
+
+def _found_messages(ctx, results, view, title, labels, notes, buttons=()):
+    """The result dialog of a find (with the unreadable files of ``view``
+    named after ``notes``) and its notification.
+
+    Returns:
+        the messages, which a generator operator must also yield
+    """
+    summary = results.summary
+    failures = core.get_failures(view, results.config.field)
+    note = appui.failures_note(failures, summary["num_failed"])
+    return [
+        appui.result_dialog(
+            ctx, title, _rows(labels, summary),
+            notes=list(notes) + ([note] if note else []), buttons=buttons,
+        ),
+        ctx.ops.notify(
+            _summary_text(summary),
+            variant="warning" if summary["num_failed"] else "success",
+        ),
+    ]
 
 
 def _result_notes(summary, shown):
@@ -1082,19 +1092,9 @@ class FindCrossDuplicates(foo.Operator):
                 f"duplicate(s), {d['cross']} of them in another dataset"
                 for name, d in per.items()
             ))
-        failures = core.get_failures(view, results.config.field)
-        note = appui.failures_note(failures, summary["num_failed"])
-        if note:
-            notes.append(note)
-        yield appui.result_dialog(
-            ctx,
-            f"Cross-dataset duplicates found (run '{run_key}')",
-            _rows(_CROSS_LABELS, summary),
-            notes=notes,
-        )
-        yield ctx.ops.notify(
-            _summary_text(summary),
-            variant="warning" if summary["num_failed"] else "success",
+        yield from _found_messages(
+            ctx, results, view, f"Cross-dataset duplicates found (run '{run_key}')",
+            _CROSS_LABELS, notes,
         )
 
     def resolve_output(self, ctx):
