@@ -31,7 +31,6 @@ Writes ``benchmarks/results/cnn.json`` and prints Markdown tables.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -171,6 +170,7 @@ def bench_encode(paths, folder, repeat):
         "ratio_same_module": t_ref2 / t_ours,
         "same_model_cosine_mean": float(agree.mean()),
         "same_model_cosine_min": float(agree.min()),
+        "runtime": ours_model.runtime,
         "batch_size": embeddings.default_batch_size(ours_model.device),
         "num_workers": embeddings.default_num_workers(),
     }
@@ -621,11 +621,7 @@ def main():
     work = tempfile.mkdtemp(prefix="cnn-", dir=args.work)
 
     res = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": datasets.machine(),
         "command": " ".join(["python"] + sys.argv),
     }
     if not args.skip_encode:

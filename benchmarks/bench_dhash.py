@@ -23,7 +23,6 @@ Writes ``benchmarks/results/dhash.json`` and prints a Markdown table.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -297,11 +296,7 @@ def main():
     paths = datasets.fullhd_folder(folder, n=args.n_images, photos_dir=args.photos)
 
     res = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": datasets.machine(),
         "command": " ".join(["python"] + sys.argv),
     }
     print("Encoding ...", flush=True)

@@ -6,12 +6,38 @@ synthetic hashes.
 import glob
 import json
 import os
+import platform
+import re
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PHOTOS = os.path.join(os.path.dirname(REPO), "shared", "photos")
+
+
+def machine():
+    """What the benchmark ran on: CPUs, their model and vector extensions
+    (which decide the fast paths: bfloat16, int8, AVX2), Python, platform."""
+    info = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return info
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    if model:
+        info["cpu_model"] = model.group(1).strip()
+    if flags:
+        wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+        have = set(flags.group(1).split())
+        info["cpu_flags"] = [f for f in wanted if f in have]
+    return info
 
 
 def photo_paths(photos_dir=DEFAULT_PHOTOS):

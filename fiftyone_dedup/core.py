@@ -23,6 +23,7 @@ from fiftyone_dedup import encoders
 from fiftyone_dedup import hashing
 from fiftyone_dedup import models
 from fiftyone_dedup import runs
+from fiftyone_dedup import stored_vectors
 from fiftyone_dedup.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -643,8 +644,8 @@ def _load_vectors(samples, field, with_paths=False, chunk_size=None):
     n = count_samples(samples)
     ids, paths, vectors, filled = [], [], None, 0
     for start in range(0, n, chunk_size):
-        cids, cpaths, values = samples.skip(start).limit(chunk_size).values(
-            ["id", "filepath", field]
+        cids, cpaths, values = stored_vectors.read_values(
+            samples.skip(start).limit(chunk_size), ["id", "filepath", field], field
         )
         valid = [i for i, v in enumerate(values) if v is not None]
         if not valid:

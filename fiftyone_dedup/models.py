@@ -14,7 +14,10 @@ loaded, and the FiftyOne zoo only for zoo model names.
     with no loss of precision). JPEGs are decoded to their luma channel
     only. It runs with its batch
     norms folded into the convolutions, in channels-last layout (the same
-    function, faster on CPUs).
+    function, faster on CPUs); on the CPU it runs in ONNX Runtime, which
+    computes the same embeddings (to ~1e-5) about three times as fast as
+    torch for this depthwise-separable network, and falls back to torch
+    where ONNX Runtime is not installed or the export fails.
 -   imagededup's CNN models by name, with imagededup's own transforms:
     ``"mobilenet_v3_small"`` (imagededup's default), ``"efficientnet_b4"``,
     ``"vit_b_16"``. torchvision downloads their weights on first use; where
@@ -135,6 +138,8 @@ class EmbeddingModel:
         device (None): the ``torch.device`` the model runs on
         luma (False): JPEGs may be decoded to their luma channel only (for
             models that see images in greyscale)
+        runtime ("torch"): what runs the model (``"torch"``,
+            ``"onnxruntime"``, ``"fiftyone"``), for logs and benchmarks
     """
 
     def __init__(
@@ -148,6 +153,7 @@ class EmbeddingModel:
         stack=True,
         device=None,
         luma=False,
+        runtime="torch",
     ):
         self.name = name
         self.forward = forward
@@ -158,6 +164,7 @@ class EmbeddingModel:
         self.stack = stack
         self.device = device
         self.luma = luma
+        self.runtime = runtime
 
     def to(self, device):
         """Moves the model to a device.
@@ -171,6 +178,8 @@ class EmbeddingModel:
         if self.module is not None:
             self.module.to(device)
             self.device = device
+            if isinstance(self.forward, _OnnxForward) and device.type != "cpu":
+                self.forward, self.runtime = self.module, "torch"
         return self
 
     def embed_batch(self, batch):
@@ -194,7 +203,10 @@ class EmbeddingModel:
         return _as_embeddings(out, n, self.name)
 
     def __repr__(self):
-        return f"EmbeddingModel({self.name!r}, input_size={self.input_size})"
+        return (
+            f"EmbeddingModel({self.name!r}, input_size={self.input_size}, "
+            f"runtime={self.runtime!r})"
+        )
 
 
 def _as_embeddings(out, n, name):
@@ -415,7 +427,7 @@ def load_model(model=None, transform=None, device="auto"):
     if isinstance(model, EmbeddingModel):
         return model.to(dev)
     if model is None or name == DEFAULT_MODEL:
-        return _load_lite0().to(dev)
+        return _on_onnxruntime(_load_lite0().to(dev))
     if name in IMAGEDEDUP_MODELS:
         return _load_imagededup(name).to(dev)
     if name.startswith("zoo:"):
@@ -495,6 +507,92 @@ def _lite0_embedder(net):
 
     module = Lite0Embedder(net).eval()
     return module.to(memory_format=torch.channels_last)
+
+
+class _OnnxForward:
+    """A torch module's forward run by ONNX Runtime on the CPU, for uint8
+    batches of the shape it was exported with (batch size free); any other
+    batch goes to the module itself."""
+
+    def __init__(self, module, session, channels):
+        self.module = module
+        self.session = session
+        self.channels = channels
+        self.input = session.get_inputs()[0].name
+
+    def __call__(self, batch):
+        import torch
+
+        if (
+            isinstance(batch, torch.Tensor)
+            and batch.dtype == torch.uint8
+            and batch.device.type == "cpu"
+            and batch.dim() == 4
+            and batch.shape[1] == self.channels
+        ):
+            x = np.ascontiguousarray(batch.numpy())
+            return self.session.run(None, {self.input: x})[0]
+        return self.module(batch)
+
+
+# serialised ONNX graphs of the default model, per process (export ~1 s)
+_ONNX_GRAPHS = {}
+
+
+def _on_onnxruntime(model):
+    """Runs the default model in ONNX Runtime when it is on the CPU and
+    ONNX Runtime is installed; otherwise leaves it on torch (and says why
+    in the log)."""
+    if model.device is None or model.device.type != "cpu":
+        return model
+    try:
+        session = _onnx_session(model.module, model.transform, model.name)
+    except Exception as e:  # noqa: BLE001 - torch still runs the model
+        logger.info(
+            "Running %s with torch (ONNX Runtime not used: %s: %s)",
+            model.name, type(e).__name__, e,
+        )
+        return model
+    channels = 1 if getattr(model.transform, "grey", False) else 3
+    model.forward = _OnnxForward(model.module, session, channels)
+    model.runtime = "onnxruntime"
+    return model
+
+
+def _onnx_session(module, transform, key):
+    import io
+    import warnings
+
+    # ONNX Runtime's telemetry writes a device id and a database under
+    # ~/.cache unless told not to (before it is imported)
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+    import torch
+
+    graph = _ONNX_GRAPHS.get(key)
+    if graph is None:
+        channels = 1 if getattr(transform, "grey", False) else 3
+        width, height = transform.size
+        example = torch.zeros((2, channels, height, width), dtype=torch.uint8)
+        buf = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, (example,), buf, input_names=["images"],
+                output_names=["embeddings"],
+                dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+                dynamo=False, opset_version=17,
+            )
+        graph = _ONNX_GRAPHS[key] = buf.getvalue()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    # idle threads sleep: decoding workers share the CPUs
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        graph, options, providers=["CPUExecutionProvider"]
+    )
 
 
 def _fold_batch_norms(net, fuse, identity):
@@ -654,6 +752,7 @@ def _from_fiftyone_model(fo_model, name):
             transform=transforms,
             input_size=_draft_size(_transform_size(transforms)),
             device=getattr(fo_model, "device", None),
+            runtime="fiftyone",
         )
 
     def forward_list(images):
@@ -661,5 +760,6 @@ def _from_fiftyone_model(fo_model, name):
             return fo_model.embed_all(images)
 
     return EmbeddingModel(
-        name, forward=forward_list, transform=_ToArray(), stack=False
+        name, forward=forward_list, transform=_ToArray(), stack=False,
+        runtime="fiftyone",
     )

@@ -21,6 +21,8 @@ compared with itself (cross-dataset search).
 """
 
 import logging
+import platform
+import warnings
 
 import numpy as np
 
@@ -279,6 +281,10 @@ def normalize(vectors, inplace=False):
 COSINE_QUERY_BLOCK = 1024
 COSINE_KEY_BLOCK = 16384
 
+#: keys per block of int8 products (blocks are packed once, on fixed
+#: boundaries)
+INT8_KEY_BLOCK = 4096
+
 #: candidates are checked exactly per chunk of this many pairs
 _REFINE_CHUNK = 8192
 
@@ -290,7 +296,12 @@ _REFINE_CHUNK = 8192
 _MARGIN_BASE = {"bf16": 0.02, "fp32": 1e-5}
 _MARGIN_PER_DIM = {"bf16": 1e-7, "fp32": 1e-7}
 
-SIMILARITY_METHODS = ("auto", "bf16", "fp32")
+# int8 margins are computed per query, from the quantisation steps (see
+# _Int8Products); a block whose margin would exceed this (very spiky
+# vectors: too many candidates) is multiplied in float32 instead
+_INT8_MAX_MARGIN = 0.1
+
+SIMILARITY_METHODS = ("auto", "bf16", "int8", "fp32")
 
 
 def _bf16_is_native():
@@ -301,6 +312,20 @@ def _bf16_is_native():
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _int8_is_available():
+    """Whether torch multiplies int8 here with FBGEMM (x86 CPUs)."""
+    torch = _torch()
+    if torch is None or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        engine = torch.backends.quantized.engine
+        return engine in ("x86", "fbgemm") and hasattr(
+            torch.ops.quantized, "linear_dynamic"
+        )
+    except (AttributeError, RuntimeError):  # pragma: no cover
+        return False
 
 
 def _torch():
@@ -316,10 +341,11 @@ def resolve_similarity_method(method="auto"):
 
     Args:
         method ("auto"): ``"auto"`` (bfloat16 products where the CPU
-            multiplies them natively, else float32), ``"bf16"`` or ``"fp32"``
+            multiplies them natively, else int8 products where FBGEMM runs
+            them (x86), else float32), ``"bf16"``, ``"int8"`` or ``"fp32"``
 
     Returns:
-        ``"bf16"`` or ``"fp32"``
+        ``"bf16"``, ``"int8"`` or ``"fp32"``
 
     Raises:
         ValueError: for an unknown method
@@ -329,8 +355,24 @@ def resolve_similarity_method(method="auto"):
             f"method must be one of {', '.join(SIMILARITY_METHODS)}, got {method!r}"
         )
     if method == "auto":
-        return "bf16" if _torch() is not None and _bf16_is_native() else "fp32"
+        if _torch() is not None and _bf16_is_native():
+            return "bf16"
+        return "int8" if _int8_is_available() else "fp32"
+    if method == "int8" and not _int8_is_available():
+        logger.debug("int8 products need torch with FBGEMM (x86); using float32")
+        return "fp32"
     return method
+
+
+def _products(queries, keys, method):
+    method = resolve_similarity_method(method)
+    if method == "int8":
+        try:
+            return _Int8Products(queries, keys)
+        except (RuntimeError, AttributeError, TypeError) as e:  # pragma: no cover
+            logger.debug("int8 products unavailable (%s); using float32", e)
+            method = "fp32"
+    return _Products(queries, keys, method)
 
 
 class _Products:
@@ -342,6 +384,8 @@ class _Products:
         dim = queries.shape[1]
         self.margin = _MARGIN_BASE[self.method] + _MARGIN_PER_DIM[self.method] * dim
         self.torch = _torch()
+        self.num_keys = len(keys)
+        self._buffer = None
         if self.torch is None:
             self.method = "fp32"
             self.q, self.k = queries, keys
@@ -350,24 +394,141 @@ class _Products:
         self.q = self.torch.from_numpy(queries).to(dtype)
         self.k = self.q if keys is queries else self.torch.from_numpy(keys).to(dtype)
 
-    def candidates(self, q0, q1, k0, k1, cutoff):
-        """Local ``(query, key)`` index arrays whose fast product is at least
-        ``cutoff``."""
+    def key_blocks(self, k_start):
+        """The ``(k0, k1)`` key blocks that cover keys ``k_start`` onwards."""
+        for k0 in range(k_start, self.num_keys, COSINE_KEY_BLOCK):
+            yield k0, min(self.num_keys, k0 + COSINE_KEY_BLOCK)
+
+    def _block(self, m, n):
+        # One buffer for every block of products: a fresh 64 MB array per
+        # block costs its page faults, a third of the time of the product
+        if self._buffer is None or len(self._buffer) < m * n:
+            if self.torch is None:
+                self._buffer = np.empty(m * n, dtype=self.q.dtype)
+            else:
+                self._buffer = self.torch.empty(m * n, dtype=self.q.dtype)
+        return self._buffer[: m * n].reshape(m, n)
+
+    def candidates(self, q0, q1, k0, k1, threshold):
+        """Local ``(query, key)`` index arrays whose similarity may be at
+        least ``threshold``: the fast product is within the margin of it."""
+        cutoff = threshold - self.margin
+        block = self._block(q1 - q0, k1 - k0)
         if self.torch is None:
-            block = self.q[q0:q1] @ self.k[k0:k1].T
+            np.matmul(self.q[q0:q1], self.k[k0:k1].T, out=block)
             rows = np.flatnonzero(block.max(axis=1) >= cutoff)
             qi, kj = np.nonzero(block[rows] >= cutoff)
             return rows[qi].astype(np.int64), kj.astype(np.int64)
         torch = self.torch
         with torch.inference_mode():
-            block = self.q[q0:q1] @ self.k[k0:k1].T
-            # candidates are rare: find their rows first (one cheap pass)
-            rows = (block.amax(dim=1) >= cutoff).nonzero()[:, 0]
-            if len(rows) == 0:
-                empty = np.zeros(0, dtype=np.int64)
-                return empty, empty.copy()
-            found = (block[rows] >= cutoff).nonzero()
-            return rows[found[:, 0]].numpy(), found[:, 1].numpy()
+            torch.mm(self.q[q0:q1], self.k[k0:k1].T, out=block)
+            return _above(block, cutoff)
+
+
+def _above(block, cutoff):
+    """Indices of a torch block's entries >= ``cutoff`` (a number, or one
+    per row)."""
+    # candidates are rare: find their rows first (one cheap pass)
+    rows = (block.amax(dim=1) >= cutoff).nonzero()[:, 0]
+    if len(rows) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy()
+    row_cut = cutoff if not hasattr(cutoff, "shape") else cutoff[rows, None]
+    found = (block[rows] >= row_cut).nonzero()
+    return rows[found[:, 0]].numpy(), found[:, 1].numpy()
+
+
+class _Int8Products:
+    """Blocks of int8 inner products (FBGEMM), with a proven margin per
+    query, thresholded into candidate pairs.
+
+    Keys are quantised once per row (symmetric, step ``s_k = max|k| / 127``,
+    error <= ``s_k / 2`` per element) and packed per block of
+    :data:`INT8_KEY_BLOCK`. Each query block is scaled row-wise to
+    ``max|x| = 1`` (by ``r``) and quantised by FBGEMM to 7-bit unsigned
+    values (step ``s_x``: error <= ``s_x / 2``; 7 bits, so that no 16-bit
+    sum saturates). Then, exactly (integer accumulation)::
+
+        |x.k - q(x).q(k) / r| <= (s_x/2 |k|_1 + (|r x|_1 + d s_x/2) s_k/2) / r
+
+    taken with the block's largest ``|k|_1`` and ``s_k``, and a little
+    room for float rounding.
+    """
+
+    method = "int8"
+
+    def __init__(self, queries, keys):
+        torch = self.torch = _torch()
+        self.dim = queries.shape[1]
+        self.num_keys = len(keys)
+        self.q = torch.from_numpy(queries)
+        self.k = self.q if keys is queries else torch.from_numpy(keys)
+        self.fallback = _Products(queries, keys, "fp32")
+        self._query = None
+        self.blocks = []
+        with torch.inference_mode(), warnings.catch_warnings():
+            # quantised tensors are deprecated in torch; _products falls
+            # back to float32 where they are gone
+            warnings.simplefilter("ignore")
+            for k0 in range(0, self.num_keys, INT8_KEY_BLOCK):
+                kb = self.k[k0 : k0 + INT8_KEY_BLOCK]
+                scale = (kb.abs().amax(dim=1).double() / 127).clamp_min(1e-30)
+                zeros = torch.zeros(len(kb), dtype=torch.long)
+                packed = torch.ops.quantized.linear_prepack(
+                    torch.quantize_per_channel(kb, scale, zeros, 0, torch.qint8), None
+                )
+                l1 = float(kb.abs().sum(dim=1, dtype=torch.float64).max())
+                self.blocks.append((packed, l1, float(scale.max()) / 2))
+
+    def key_blocks(self, k_start):
+        """The ``(k0, k1)`` key blocks (on packing boundaries) that cover
+        keys ``k_start`` onwards."""
+        first = k_start - k_start % INT8_KEY_BLOCK
+        for k0 in range(first, self.num_keys, INT8_KEY_BLOCK):
+            yield k0, min(self.num_keys, k0 + INT8_KEY_BLOCK)
+
+    def _scaled_queries(self, q0, q1):
+        if self._query is None or self._query[:2] != (q0, q1):
+            torch = self.torch
+            q = self.q[q0:q1]
+            amax = q.abs().amax(dim=1).double()
+            r = torch.where(amax > 0, 1.0 / amax, torch.ones_like(amax))
+            scaled = (q.double() * r[:, None]).float()
+            lo = min(float(scaled.min()), 0.0)
+            hi = max(float(scaled.max()), 0.0)
+            half_step = (hi - lo) / 127 / 2
+            l1 = scaled.abs().sum(dim=1, dtype=torch.float64)
+            self._query = (q0, q1, scaled, r, half_step, l1)
+        return self._query[2:]
+
+    def candidates(self, q0, q1, k0, k1, threshold):
+        """Local ``(query, key)`` index arrays whose similarity may be at
+        least ``threshold``: the int8 product is within the query's proven
+        margin of it."""
+        torch = self.torch
+        packed, k_l1, k_half_step = self.blocks[k0 // INT8_KEY_BLOCK]
+        with torch.inference_mode():
+            scaled, r, half_step, q_l1 = self._scaled_queries(q0, q1)
+            bound = half_step * k_l1 + (q_l1 + self.dim * half_step) * k_half_step
+            # a zero query is quantised exactly: its products are exact zeros
+            margin = torch.where(q_l1 > 0, bound / r * 1.01, 0.0) + 1e-5
+            loose = margin > _INT8_MAX_MARGIN
+            if bool(loose.all()):
+                return self.fallback.candidates(q0, q1, k0, k1, threshold)
+            block = torch.ops.quantized.linear_dynamic(scaled, packed, True)
+            cutoff = ((threshold - margin) * r).float()
+            if not bool(loose.any()):
+                return _above(block, cutoff)
+            # queries with a loose margin: float32 products instead
+            cutoff[loose] = float("inf")
+            qi, kj = _above(block, cutoff)
+            rows = loose.nonzero()[:, 0]
+            exact = self.q[q0:q1][rows] @ self.k[k0:k1].T
+            fi, fj = _above(exact, threshold - self.fallback.margin)
+            qi = np.concatenate([qi, rows.numpy()[fi]])
+            kj = np.concatenate([kj, fj])
+            order = np.lexsort((kj, qi))
+            return qi[order], kj[order]
 
 
 def _exact_similarities(queries, keys, qi, kj):
@@ -385,11 +546,8 @@ def _exact_similarities(queries, keys, qi, kj):
 
 def _radius_block(products, queries, keys, q0, q1, threshold, k_start, upper):
     out_i, out_j, out_s = [], [], []
-    cutoff = threshold - products.margin
-    n_keys = len(keys)
-    for k0 in range(k_start, n_keys, COSINE_KEY_BLOCK):
-        k1 = min(n_keys, k0 + COSINE_KEY_BLOCK)
-        qi, kj = products.candidates(q0, q1, k0, k1, cutoff)
+    for k0, k1 in products.key_blocks(k_start):
+        qi, kj = products.candidates(q0, q1, k0, k1, threshold)
         qi += q0
         kj += k0
         if upper:
@@ -441,7 +599,7 @@ def cosine_pairs(
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
     block_size = block_size or COSINE_QUERY_BLOCK
-    products = _Products(x, x, method)
+    products = _products(x, x, method)
     out_i, out_j, out_s = [], [], []
     for start in range(0, n, block_size):
         stop = min(n, start + block_size)
@@ -492,7 +650,7 @@ def cosine_cross(
             f"embeddings have {r.shape[1]}; they must come from the same model"
         )
     block_size = block_size or COSINE_QUERY_BLOCK
-    products = _Products(q, r, method) if len(r) else None
+    products = _products(q, r, method) if len(r) else None
     out_i, out_j, out_s = [], [], []
     for start in range(0, len(q), block_size):
         stop = min(len(q), start + block_size)

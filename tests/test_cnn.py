@@ -205,6 +205,47 @@ def test_an_existing_embeddings_field_is_used_as_is(folder):
         ds.delete()
 
 
+def test_stored_vectors_read_as_fiftyone_reads_them():
+    # Vectors are read from their stored bytes without FiftyOne's np.load
+    # per value: every dtype and shape comes back as FiftyOne returns it
+    from fiftyone_dedup import stored_vectors
+
+    rng = np.random.default_rng(0)
+    vectors = [
+        rng.normal(size=1280).astype(np.float32),
+        rng.normal(size=1280).astype(np.float32),
+        rng.normal(size=7),  # float64
+        rng.normal(size=5).astype(np.float16),
+        np.arange(6, dtype=np.int64),
+        np.zeros(0, dtype=np.float32),
+        np.asfortranarray(rng.normal(size=(3, 4))),
+        rng.normal(size=(2, 3)).astype(np.float32),
+        None,
+    ]
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath=f"/x/{i}.jpg") for i in range(len(vectors))])
+        ds.add_sample_field("emb", fo.VectorField)
+        ds.add_sample_field("arr", fo.ArrayField)
+        ds.add_sample_field("lst", fo.ListField, subfield=fo.FloatField)
+        ids = ds.values("id")
+        ds.set_values("emb", {i: v for i, v in zip(ids, vectors) if v is None or v.ndim == 1}, key_field="id")
+        ds.set_values("arr", dict(zip(ids, vectors)), key_field="id")
+        ds.set_values("lst", {ids[0]: [1.0, 2.5]}, key_field="id")
+        for field in ("emb", "arr", "lst"):
+            ours = stored_vectors.read_values(ds, ["id", field], field)
+            theirs = ds.values(["id", field])
+            assert ours[0] == theirs[0]
+            for a, b in zip(ours[1], theirs[1]):
+                if b is None or isinstance(b, list):
+                    assert a == b
+                else:
+                    assert a.dtype == b.dtype and a.shape == b.shape
+                    assert np.array_equal(a, b)
+    finally:
+        ds.delete()
+
+
 @pytest.mark.parametrize(
     "values, message",
     [

@@ -136,6 +136,36 @@ def test_default_model_equals_the_plain_network(photo_set, default_model):
     np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-3)
 
 
+def test_default_model_runs_in_onnxruntime_on_the_cpu_as_torch_does(
+    photo_set, default_model, monkeypatch, caplog
+):
+    # On the CPU the default model runs in ONNX Runtime; where ONNX Runtime
+    # cannot be imported it runs in torch, says so, and gives the same
+    # embeddings
+    import sys
+
+    if default_model.device.type != "cpu":
+        pytest.skip("ONNX Runtime serves the CPU only")
+    assert default_model.runtime == "onnxruntime"
+    paths = photo_set["originals"][:8]
+    ours = np.stack([v for v, _ in embeddings.embed_files(paths, default_model)])
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    with caplog.at_level("INFO", logger="fiftyone_dedup.models"):
+        fallback = models.load_model(device="cpu")
+    assert fallback.runtime == "torch"
+    assert "ONNX Runtime not used" in caplog.text
+    theirs = np.stack([v for v, _ in embeddings.embed_files(paths, fallback)])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+    # a batch of another shape than the exported one goes to torch
+    rgb = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
+    with torch.inference_mode():
+        np.testing.assert_allclose(
+            default_model.forward(rgb), default_model.module(rgb).numpy()
+        )
+
+
 # ----------------------------------------------------------------- pipeline
 
 

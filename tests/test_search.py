@@ -152,9 +152,10 @@ def _near_threshold_pairs(n, dim, threshold, seed):
     return np.r_[base, partner]
 
 
-@pytest.mark.parametrize("method", ["bf16", "fp32"])
+@pytest.mark.parametrize("method", ["bf16", "int8", "fp32"])
 def test_cosine_search_is_exact_at_the_threshold_whatever_the_products(method):
-    # bfloat16 products are only candidates: every pair is checked exactly
+    # bfloat16 and int8 products are only candidates: every pair is checked
+    # exactly
     x = _near_threshold_pairs(400, 384, 0.9, seed=11)
     xd = search.normalize(x).astype(np.float64)
     sims = xd @ xd.T
@@ -169,8 +170,41 @@ def test_cosine_search_is_exact_at_the_threshold_whatever_the_products(method):
     assert set(zip(qi.tolist(), rj.tolist())) == set(zip(*np.nonzero(cross >= 0.9)))
 
 
+@pytest.mark.parametrize("shape", ["non-negative", "spiky", "sign", "zero rows"])
+def test_int8_margins_hold_on_hard_vectors(shape):
+    # The int8 margin is proven per query from the quantisation steps: on
+    # vectors that stress it (all non-negative as CNN features are, a few
+    # huge components, every component at full scale, zero vectors) every
+    # pair at the threshold is a candidate, and the pairs are exactly those
+    # of float64 products
+    rng = np.random.default_rng(len(shape))
+    x = _near_threshold_pairs(600, 512, 0.8, seed=3)
+    if shape == "non-negative":
+        x = np.abs(x)
+    elif shape == "spiky":  # some with margins too loose for int8
+        x[:, :2] *= rng.uniform(1, 8, size=(len(x), 1)).astype(np.float32)
+    elif shape == "sign":
+        x = np.sign(x) + 0.01 * x
+    else:
+        x[::50] = 0
+    x = search.normalize(x)
+    xd = x.astype(np.float64)
+    sims = xd @ xd.T
+    products = search._products(x, x, "int8")
+    if products.method != "int8":
+        pytest.skip("int8 products need FBGEMM (x86)")
+    for k0, k1 in products.key_blocks(0):
+        qi, kj = products.candidates(0, 600, k0, k1, 0.8)
+        exact = sims[:600, k0:k1]
+        assert set(zip(*np.nonzero(exact >= 0.8))) <= set(zip(qi.tolist(), kj.tolist()))
+    for threshold in (0.8, 0.95):
+        i, j, s = search.cosine_pairs(x, threshold, block_size=256, method="int8")
+        expected = set(zip(*np.nonzero(np.triu(sims >= threshold, k=1))))
+        assert set(zip(i.tolist(), j.tolist())) == expected
+
+
 def test_similarity_method_is_validated():
     assert search.resolve_similarity_method("fp32") == "fp32"
-    assert search.resolve_similarity_method() in ("bf16", "fp32")
+    assert search.resolve_similarity_method() in ("bf16", "int8", "fp32")
     with pytest.raises(ValueError, match="method must be one of"):
         search.cosine_pairs(np.ones((2, 3)), 0.9, method="int4")

