@@ -514,11 +514,12 @@ class _OnnxForward:
     batches of the shape it was exported with (batch size free); any other
     batch goes to the module itself."""
 
-    def __init__(self, module, session, channels):
+    def __init__(self, module, session):
         self.module = module
         self.session = session
-        self.channels = channels
-        self.input = session.get_inputs()[0].name
+        graph_input = session.get_inputs()[0]
+        self.input = graph_input.name
+        self.channels = graph_input.shape[1]
 
     def __call__(self, batch):
         import torch
@@ -553,8 +554,7 @@ def _on_onnxruntime(model):
             model.name, type(e).__name__, e,
         )
         return model
-    channels = 1 if getattr(model.transform, "grey", False) else 3
-    model.forward = _OnnxForward(model.module, session, channels)
+    model.forward = _OnnxForward(model.module, session)
     model.runtime = "onnxruntime"
     return model
 

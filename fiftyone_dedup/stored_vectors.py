@@ -59,15 +59,15 @@ def to_vector(value, headers):
     except zlib.error:
         return fou.deserialize_numpy_array(value)  # says what is wrong
     offset = _data_offset(data)
-    parsed = headers.get(data[:offset]) if offset else None
-    if parsed is None and offset:
-        parsed = headers[data[:offset]] = _parse_header(data)
-    if not parsed:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    dtype, count = parsed
-    if len(data) != offset + count * dtype.itemsize:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    return np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    parsed = False
+    if offset:
+        header = data[:offset]
+        if header not in headers:
+            headers[header] = _parse_header(data)
+        parsed = headers[header]
+    if parsed and len(data) == offset + parsed[1] * parsed[0].itemsize:
+        return np.frombuffer(data, dtype=parsed[0], count=parsed[1], offset=offset)
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def _data_offset(data):
