@@ -788,10 +788,12 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001 - one line for the user
         from fiftyone_dedup.folders import FolderError
         from fiftyone_dedup.locks import LockError
+        from fiftyone_dedup.manifest import ManifestError
 
         if isinstance(e, (FolderError, ValueError, LockError)):
             print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-            return 2 if isinstance(e, FolderError) else 1
+            # a refused manifest is bad input too
+            return 2 if isinstance(e, (FolderError, ManifestError)) else 1
         logger.debug("Failed", exc_info=True)
         print(f"{PROG}: failed: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1
