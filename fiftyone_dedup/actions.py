@@ -1709,7 +1709,11 @@ def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None,
     ``trusted_roots``), never through a symbolic link out of it, never over
     an existing file, and only if its checksum is the one recorded.
     Annotation files are put back byte for byte from their backups when
-    they still hold what the move wrote. Safe to interrupt and run again.
+    they still hold what the move wrote; only the annotation files of the
+    move's plan (as its dataset recorded it) are rewritten, and only the
+    annotation files the move wrote are deleted. A move counts as restored
+    when its files are back, whatever its manifest records. Safe to
+    interrupt and run again.
 
     Args:
         duplicates_dir: the duplicates folder
@@ -1727,6 +1731,8 @@ def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None,
 
     Raises:
         ValueError: if the folder or move does not exist
+        fiftyone_dedup.manifest.ManifestError: if a manifest's records name
+            files its move did not plan or write (nothing is changed)
         fiftyone_dedup.locks.LockError: if another run holds a lock
     """
     dup = _check_dir_arg(duplicates_dir)

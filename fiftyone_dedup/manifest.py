@@ -13,8 +13,9 @@ torn last line (a kill mid-write) is ignored.
 A manifest is data from a folder anyone may have edited: the reader checks
 every record and every path, and derives what it can (a file's destination
 is its source under the root's folder) instead of trusting it. A record
-that fails a check is reported in ``Manifest.problems`` and ignored. Pure
-Python; no FiftyOne.
+that fails a check is reported in ``Manifest.problems`` and ignored. The
+restore records say what a restore did; whether a move is restored is
+derived from its files. Pure Python; no FiftyOne.
 
 Records (all have ``"type"``)::
 
