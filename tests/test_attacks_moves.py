@@ -1,6 +1,7 @@
 """Attacks on moving and restoring: hand-crafted manifests in a duplicates
-folder, a restore killed across file systems, a disk that fills up, and
-what the command line prints. Real folders, a real database, real files.
+folder, a restore killed across file systems, and what the command line
+prints (a disk filling up mid-move: ``test_actions.py``). Real folders, a
+real database, real files.
 
 Each crafted manifest is refused as a whole before anything changes, with
 one line naming the manifest and its record (exit status 2 at the command
@@ -24,16 +25,7 @@ from fiftyone_dedup import manifest as mf
 import helpers
 import labeled
 import mounts
-
-
-@pytest.fixture
-def names():
-    """Dataset names a test creates; deleted afterwards."""
-    made = []
-    yield made
-    for name in made + [n + "-duplicates" for n in made]:
-        if fo.dataset_exists(name):
-            fo.load_dataset(name).delete()
+from test_actions import names  # noqa: F401 - the fixture: datasets deleted afterwards
 
 
 def _load(names, name, dirs, **kwargs):
@@ -294,47 +286,6 @@ def test_restore_killed_across_file_systems_never_loses_a_file_and_converges(tmp
     finally:
         runner.close()
         shutil.rmtree(other, ignore_errors=True)
-
-
-@mounts.needs_mount
-def test_disk_full_resume_keeps_one_destination_folder(tmp_path, names, monkeypatch):
-    """The disk fills up mid-move; once space is freed, the rerun moves the
-    rest into the same folder (never `coco` and `coco-2`)."""
-    root = str(tmp_path / "coco")
-    labeled.make_labeled_folder(root, "coco", num_originals=8, num_copies=8)
-    ds = _load(names, "atk-full", [root])
-    tree0, db0 = labeled.tree(root), labeled.snapshot(ds)
-    with mounts.tmpfs(str(tmp_path / "small"), size="2m") as small:
-        filler = os.path.join(small, "filler")
-        real_copy = fileops.copy_verified
-        calls = []
-
-        def copy_then_fill(src, dst, sha):
-            real_copy(src, dst, sha)
-            calls.append(dst)
-            if len(calls) == 3:  # another program fills the disk
-                with open(filler, "wb") as f:
-                    try:
-                        while True:
-                            f.write(b"\0" * 65536)
-                    except OSError:
-                        pass
-
-        monkeypatch.setattr(fileops, "copy_verified", copy_then_fill)
-        with pytest.raises(actions.DiskFullError):
-            actions.move_duplicates(ds, small)
-        os.remove(filler)
-        monkeypatch.setattr(fileops, "copy_verified", real_copy)
-        actions.move_duplicates(ds, small)
-        folders_there = sorted(n for n in os.listdir(small) if not n.startswith((".", "manifest-")))
-        assert folders_there == ["coco"]
-        moved = [p for p in labeled.tree(os.path.join(small, "coco")) if p.endswith(".jpg")]
-        assert len(moved) == 8
-        assert [m["state"] for m in actions.list_moves(small)] == ["moved"]
-        actions.restore(small)
-    assert labeled.tree(root) == tree0
-    ds.reload()
-    assert labeled.snapshot(ds) == db0
 
 
 # ------------------------------------------------------------------ frictions
