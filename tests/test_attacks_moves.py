@@ -108,6 +108,14 @@ def test_annotation_record_naming_an_image_cannot_overwrite_it(tmp_path, names):
     line = _refused(dup, _state(root, dup, ds), root, ds, "data/p0.jpg is an image")
     assert path in line and f"line {at + 1}" in line
     assert fileops.sha256_file(victim) == photo
+    # the same record in a move left unfinished: finishing it is refused too
+    _write(path, [r for r in records if r["type"] not in ("phase", "complete")])
+    before = _state(root, dup, ds)
+    with pytest.raises(mf.ManifestError, match="data/p0.jpg is an image"):
+        actions.move_duplicates(ds, dup)
+    with pytest.raises(mf.ManifestError, match="data/p0.jpg is an image"):
+        actions.resume_moves(dup)
+    assert _state(root, dup, ds) == before and fileops.sha256_file(victim) == photo
 
 
 def test_annotation_record_for_a_plain_folder_cannot_overwrite_a_users_file(tmp_path, names):
