@@ -10,15 +10,16 @@
 #   BASE             a Debian bookworm image, with or without Python
 #                    (default python:3.11-slim-bookworm; debian:bookworm works)
 #   TORCH_INDEX_URL  where torch/torchvision come from (default: PyTorch's CPU
-#                    wheels, about 1 GB smaller than PyPI's CUDA build; set it
-#                    empty to let pip pick torch from its usual index)
-ARG BASE=python:3.11-slim-bookworm
+#                    wheels, an image of roughly 2.5 GB; set it empty to let
+#                    pip pick torch from its usual index: PyPI's CUDA build,
+#                    a 7.4 GB image, which also runs on the CPU)
+ARG BASE=docker.io/library/python:3.11-slim-bookworm
 FROM ${BASE}
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 # libcurl4 (and libssl3) for FiftyOne's mongod, tini to pass signals on and
-# reap mongod, python3-venv only where the base has no Python
+# reap orphans, python3-venv only where the base has no Python
 RUN set -eux; \
     pkgs="ca-certificates libcurl4 tini"; \
     command -v python3 >/dev/null 2>&1 && python3 -m venv --help >/dev/null 2>&1 \
@@ -67,5 +68,8 @@ RUN mkdir -p -m 1777 "$HOME" /data
 WORKDIR /data
 EXPOSE 5151
 
-ENTRYPOINT ["/usr/bin/tini", "--", "fiftyone-dedup"]
+# `docker run IMAGE ARGS` runs `fiftyone-dedup ARGS`; `docker run IMAGE
+# fiftyone ARGS` runs FiftyOne's own command line (e.g. `fiftyone app launch`)
+COPY scripts/container/entrypoint.sh /usr/local/bin/fiftyone-dedup-entrypoint
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/bin/fiftyone-dedup-entrypoint"]
 CMD ["--help"]

@@ -288,3 +288,116 @@ def test_the_image_runs_the_command_line_as_its_entrypoint(podman_env, image):
     ).stdout.splitlines()
     assert "FIFTYONE_DATABASE_VALIDATION=false" in env
     assert "FIFTYONE_DO_NOT_TRACK=true" in env
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(url, query):
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        url + "graphql", data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def test_the_app_serves_the_duplicates_on_a_published_port(podman_env, image, tmp_path):
+    import urllib.request
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for i in range(3):
+        img = Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).resize((256, 192))
+        img.save(tmp_path / f"img{i}.png")
+    Image.open(tmp_path / "img0.png").resize((128, 96)).save(tmp_path / "img0_small.png")
+    port = _free_port()
+    name = f"fiftyone-dedup-app-test-{port}"
+    _run(
+        ["podman", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5151",
+         "-v", f"{tmp_path}:/data", image, "-d", "/data", "--no_data_dir", "--no_annot",
+         "--encoder", "DHash", "--dataset", "app-test", "--dry_run", "--quiet", "--app"],
+        podman_env, 300,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            logs = _run(["podman", "logs", name], podman_env, 60, check=False)
+            if "App: " in logs.stdout + logs.stderr:
+                break
+            running = _run(
+                ["podman", "inspect", "--format", "{{.State.Running}}", name],
+                podman_env, 60, check=False,
+            ).stdout.strip()
+            assert running == "true" and time.monotonic() < deadline, (
+                logs.stdout[-4000:] + logs.stderr[-4000:]
+            )
+            time.sleep(2)
+        # the session may print its URL before the server answers
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as r:
+                    assert r.status == 200 and b"FiftyOne" in r.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the App never answered on " + url
+                time.sleep(2)
+        data = _graphql(
+            url, '{ doNotTrack dataset(name: "app-test") { name estimatedSampleCount } }'
+        )["data"]
+        assert data["doNotTrack"] is True
+        assert data["dataset"] == {"name": "app-test", "estimatedSampleCount": 4}
+        # tini passes the stop signal on: the App ends well before the 30 s kill
+        start = time.monotonic()
+        _run(["podman", "stop", "-t", "30", name], podman_env, 120)
+        assert time.monotonic() - start < 25
+    finally:
+        _run(["podman", "rm", "-f", name], podman_env, 120, check=False)
+
+
+def test_a_database_volume_keeps_the_dataset_closed_cleanly(podman_env, image, tmp_path):
+    # the container ends only after mongod has shut down, so a database kept on
+    # a volume opens cleanly in the next container, with its exact counts
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    for i, size in enumerate([(64, 48), (96, 64), (80, 80), (50, 70)]):
+        Image.new("RGB", size, (60 * i, 40, 200 - 40 * i)).save(tmp_path / "images" / f"{i}.png")
+    volume = f"fiftyone-dedup-test-{os.getpid()}"
+    db = ["-v", f"{volume}:/home/fiftyone-dedup/.fiftyone"]
+    try:
+        _run(
+            ["podman", "run", "--rm", "--network", "none", *db, "-v", f"{tmp_path / 'images'}:/data",
+             image, "-d", "/data", "--no_data_dir", "--no_annot", "--encoder", "DHash",
+             "--dataset", "volume-test", "--dry_run", "--quiet"],
+            podman_env, 900,
+        )
+        script = (
+            "import fiftyone as fo; ds = fo.load_dataset('volume-test'); "
+            "print('counts', len(ds), ds._sample_collection.estimated_document_count())"
+        )
+        out = _run(
+            ["podman", "run", "--rm", "--network", "none", *db, "--entrypoint", "python3",
+             image, "-c", script],
+            podman_env, 900,
+        ).stdout
+        assert "counts 4 4" in out, out
+        log = _run(
+            ["podman", "run", "--rm", "--network", "none", *db, "--entrypoint", "sh", image,
+             "-c", "cat /home/fiftyone-dedup/.fiftyone/var/lib/mongo/log/mongo.log"],
+            podman_env, 300,
+        ).stdout
+        assert "unclean shutdown" not in log.lower()
+    finally:
+        _run(["podman", "volume", "rm", "-f", volume], podman_env, 120, check=False)
