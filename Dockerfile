@@ -5,6 +5,7 @@
 #   docker run --rm -v "$PWD/photos:/data" fiftyone-dedup -d /data --no_data_dir --no_annot --dry_run
 #   docker run --rm -it -p 127.0.0.1:5151:5151 -v "$PWD/photos:/data" \
 #       fiftyone-dedup -d /data --no_data_dir --no_annot --app
+#   docker run --rm fiftyone-dedup fiftyone --help     # FiftyOne's own CLI
 #
 # Build arguments:
 #   BASE             a Debian bookworm image, with or without Python
