@@ -136,20 +136,18 @@ def output_folder_kind(directory, names=None):
     return None
 
 
-def enclosing_output_folder(path, cache=None):
-    """The duplicates folder a path lies in (itself or an ancestor), if any.
+def enclosing_output_folder(folder, cache=None):
+    """The duplicates folder a folder lies in (itself or an ancestor), if any.
 
     Args:
-        path: a file or folder path
+        folder: a folder path
         cache (None): a dict reused across calls (folder -> answer)
 
     Returns:
         the duplicates folder's path, or None
     """
     cache = {} if cache is None else cache
-    folder = os.path.abspath(path)
-    if not os.path.isdir(folder):
-        folder = os.path.dirname(folder)
+    folder = os.path.abspath(folder)
     seen = []
     found = None
     while True:
