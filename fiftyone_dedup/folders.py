@@ -39,6 +39,14 @@ ORDER_FIELD = "source_order"
 #: the label field annotations load into
 LABEL_FIELD = "ground_truth"
 
+#: the dataset ``info`` key recording the folders a dataset was made from
+INFO_KEY = "fiftyone_dedup"
+
+#: sample fields that every dataset has; never cleared before labels reload
+_DEFAULT_FIELDS = frozenset(
+    ("id", "filepath", "tags", "metadata", "created_at", "last_modified_at")
+)
+
 _MAGIC = (
     b"\xff\xd8\xff",  # JPEG
     b"\x89PNG",
@@ -573,15 +581,6 @@ def folder_order_view(dataset, dirs):
         key_field="id",
     )
     return dataset.sort_by([(ORDER_FIELD, 1), ("filepath", 1)])
-
-
-#: the dataset ``info`` key recording the folders a dataset was made from
-INFO_KEY = "fiftyone_dedup"
-
-#: sample fields that every dataset has; never cleared before labels reload
-_DEFAULT_FIELDS = frozenset(
-    ("id", "filepath", "tags", "metadata", "created_at", "last_modified_at")
-)
 
 
 def _clear_labels(dataset, labeled, directory):
