@@ -118,9 +118,8 @@ def output_folder_kind(directory, names=None):
         names (None): the names of the files in it, if already listed
 
     Returns:
-        ``"duplicates folder"`` (it holds a move manifest, or the state
-        folder of moves), ``"gallery"`` (a ``--display_duplicates`` page), or
-        None
+        ``"duplicates folder"`` (it holds a move manifest), ``"gallery"``
+        (a ``--display_duplicates`` page), or None
     """
     from fiftyone_dedup import manifest as mf
 
@@ -129,9 +128,6 @@ def output_folder_kind(directory, names=None):
             names = os.listdir(directory)
         except OSError:
             return None
-    names = set(names)
-    if mf.STATE_DIR in names and os.path.isdir(os.path.join(directory, mf.STATE_DIR)):
-        return "duplicates folder"
     if any(n.startswith(mf.PREFIX) and n.endswith(mf.SUFFIX) for n in names):
         return "duplicates folder"
     if "index.html" in names:
