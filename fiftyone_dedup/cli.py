@@ -178,6 +178,12 @@ def build_parser():
         "(default: a name derived from the folders; reused on the next run)",
     )
     p.add_argument(
+        "--overwrite_dataset", action="store_true",
+        help="let --dataset name an existing dataset that %(prog)s did not "
+        "make from these folders: it is deleted and made anew from them "
+        "(refused otherwise, and always with --dry_run)",
+    )
+    p.add_argument(
         "--keep", default="first", metavar="POLICY",
         help="which member of each group is kept: first (folder order as "
         "given, then file name; the default), largest_resolution, "
@@ -437,8 +443,7 @@ def run(args):
     """
     spec, threshold, dirs = validate_args(args)
 
-    from fiftyone_dedup import core
-    from fiftyone_dedup import report as report_mod
+    from fiftyone_dedup import core  # noqa: F401 - imports FiftyOne
 
     if not args.verbose:
         # FiftyOne sets its own log level when imported
@@ -447,6 +452,39 @@ def run(args):
     if args.encodings_only and not dirs:
         return _merge_only(args)
 
+    from fiftyone_dedup import folders
+
+    # one run per dataset at a time: a second one is refused, never raced
+    lock = folders.hold_run_lock(args.dataset or folders.default_dataset_name(dirs))
+    try:
+        return _run_locked(args, spec, threshold, dirs, progress, lock)
+    finally:
+        lock.release()
+
+
+def _check_dataset(args, dirs):
+    """Refuses a --dataset that this tool did not make from these folders."""
+    from fiftyone_dedup import folders
+
+    reason = folders.dataset_not_ours(args.dataset or folders.default_dataset_name(dirs), dirs)
+    if reason is None:
+        return
+    if args.dry_run:
+        raise folders.FolderError(
+            f"{reason}; a dry run never changes it: choose another --dataset name to preview"
+        )
+    if not args.overwrite_dataset:
+        raise folders.FolderError(
+            f"{reason}; it is left as it is: choose another --dataset name, or "
+            "pass --overwrite_dataset to replace it with these folders"
+        )
+
+
+def _run_locked(args, spec, threshold, dirs, progress, lock):
+    from fiftyone_dedup import core
+    from fiftyone_dedup import report as report_mod
+
+    _check_dataset(args, dirs)
     if not args.dry_run and not args.encodings_only:
         _resume_moves(args, dirs, progress)
     dataset, view = _load(args, dirs, progress)
@@ -494,6 +532,7 @@ def run(args):
         folders.write_json(args.report, rep)
     _print_summary(args, rep, dataset)
     if args.app:
+        lock.release()  # the App only shows the result
         _open_app(results)
     return rep
 
@@ -517,7 +556,10 @@ def _load(args, dirs, progress):
         data_dir=not args.no_data_dir,
         annotations=not args.no_annot,
         dataset_type=args.dataset_type,
-        exclude=[args.duplicates_dir],
+        # what this run writes is never data
+        exclude=[args.duplicates_dir, os.path.abspath(args.display_dir)]
+        + ([os.path.abspath(args.histogram)] if args.histogram else []),
+        overwrite=args.overwrite_dataset and not args.dry_run,
         progress=progress,
     )
     if dataset.count("id") == 0:

@@ -8,7 +8,9 @@ the same choice.
 
 Policies (``keep=``):
 
--   ``"first"``: the first in order (the default)
+-   ``"first"``: the first in order (the default), except that a file
+    inside a duplicates folder of an earlier move (a folder holding move
+    manifests) is kept only when its group has no file outside one
 -   ``"largest_resolution"``: most pixels (reads image headers for samples
     without ``metadata``)
 -   ``"largest_file"``: the largest file on disk
@@ -124,10 +126,12 @@ def preference(samples, ids, keep="first", priority=None, filepaths=None):
     """
     kind, arg = validate_keep(keep, priority)
     n = len(ids)
-    if kind == "first" or n == 0:
+    if n == 0:
         return np.zeros(n)
     if filepaths is None:
         filepaths = _values_for(samples, ids, "filepath")
+    if kind == "first":
+        return _moved_out_preference(filepaths)
 
     if kind in ("largest_file", "oldest", "newest"):
         out = np.full(n, _WORST)
@@ -171,6 +175,21 @@ def _values_for(samples, ids, field_or_expr):
     values = samples.values(field_or_expr)
     lookup = dict(zip(all_ids, values))
     return [lookup.get(i) for i in ids]
+
+
+def _moved_out_preference(filepaths):
+    # 1 for files in a duplicates folder (copies moved out earlier), else 0
+    from fiftyone_dedup import folders
+
+    cache = {}
+    out = np.zeros(len(filepaths))
+    by_folder = {}
+    for i, path in enumerate(filepaths):
+        by_folder.setdefault(os.path.dirname(path), []).append(i)
+    for folder, idx in by_folder.items():
+        if folders.enclosing_output_folder(folder, cache) is not None:
+            out[idx] = 1.0
+    return out
 
 
 def _resolution_preference(samples, ids):
