@@ -234,6 +234,16 @@ def build_parser():
         "--exact", action="store_true",
         help="decode JPEGs fully: hashes bit-identical to imagededup's, slower",
     )
+    p.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="where encoding and search run: this machine (default) or a Ray "
+        "cluster (same results; needs pip install fiftyone-dedup[ray])",
+    )
+    p.add_argument(
+        "--ray_address", metavar="ADDRESS",
+        help="with --executor ray, the cluster (default: RAY_ADDRESS, else a "
+        "local Ray started for the run)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="more logging")
     return p
@@ -366,6 +376,8 @@ def validate_args(args):
     if args.histogram and os.path.isdir(args.histogram):
         raise UsageError(f"--histogram is a folder, expected a .png path: {args.histogram}")
     _check_model_args(spec, args)
+    if args.ray_address and args.executor != "ray":
+        raise UsageError("--ray_address needs --executor ray")
     if args.num_workers is not None and args.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {args.num_workers}")
     if not args.run_key.isidentifier():
@@ -474,6 +486,8 @@ def run(args):
         batch_size=None if spec.is_hash else args.batch_size,
         device=args.device,
         progress=progress,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
     rep["failed"] = args.skipped + rep["failed"]
@@ -590,6 +604,7 @@ def _encodings_only(args, view, dataset, dirs, spec, field, progress):
             model=None if spec.is_hash else args.model,
             batch_size=None if spec.is_hash else args.batch_size,
             device=args.device,
+            executor=args.executor, ray_address=args.ray_address,
         ),
     )
     path = _write_encodings(args, dataset, dirs, spec, field)
