@@ -244,6 +244,12 @@ def build_parser():
         help="with --executor ray, the cluster (default: RAY_ADDRESS, else a "
         "local Ray started for the run)",
     )
+    p.add_argument(
+        "--ivf_nprobe", type=int, metavar="N",
+        help="with --executor ray and CNN: an inverted-file search probing N "
+        "lists per vector (approximate; its measured recall is in the "
+        "report) instead of the exact tiled search",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="more logging")
     return p
@@ -376,8 +382,8 @@ def validate_args(args):
     if args.histogram and os.path.isdir(args.histogram):
         raise UsageError(f"--histogram is a folder, expected a .png path: {args.histogram}")
     _check_model_args(spec, args)
-    if args.ray_address and args.executor != "ray":
-        raise UsageError("--ray_address needs --executor ray")
+    if (args.ray_address or args.ivf_nprobe is not None) and args.executor != "ray":
+        raise UsageError("--ray_address and --ivf_nprobe need --executor ray")
     if args.num_workers is not None and args.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {args.num_workers}")
     if not args.run_key.isidentifier():
@@ -488,6 +494,7 @@ def run(args):
         progress=progress,
         executor=args.executor,
         ray_address=args.ray_address,
+        ivf_nprobe=args.ivf_nprobe,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
     rep["failed"] = args.skipped + rep["failed"]

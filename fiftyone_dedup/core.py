@@ -793,6 +793,7 @@ def find_duplicates(
     progress=None,
     executor="local",
     ray_address=None,
+    ivf_nprobe=None,
 ):
     """Finds near-duplicate images, groups them, keeps one per group and tags
     the rest.
@@ -868,6 +869,11 @@ def find_duplicates(
             :mod:`fiftyone_dedup.distributed`)
         ray_address (None): with ``"ray"``, the cluster's address; else
             ``RAY_ADDRESS``, else a local Ray started for the run
+        ivf_nprobe (None): with ``"ray"`` and CNN: ``None`` for the exact
+            tiled search; a number of lists for an inverted-file search
+            probing that many per vector (approximate; its recall against
+            exact search, measured on a sample, is in
+            ``results.summary["search"]``)
 
     Returns:
         a :class:`fiftyone_dedup.runs.DedupRunResults` (of the first dataset,
@@ -896,7 +902,7 @@ def find_duplicates(
         encode_kwargs=_encode_kwargs(
             encoder, exact=exact, num_workers=num_workers, invariance=invariance,
             model=model, batch_size=batch_size, device=device,
-            executor=executor, ray_address=ray_address,
+            executor=executor, ray_address=ray_address, ivf_nprobe=ivf_nprobe,
         ),
         save_views=save_views,
         histogram=histogram,
@@ -999,6 +1005,7 @@ def find_cross_duplicates(
 def _encode_kwargs(
     encoder, exact=False, num_workers=None, invariance=None, model=None,
     batch_size=None, device="auto", executor="local", ray_address=None,
+    ivf_nprobe=None,
 ):
     spec = encoders.get_encoder(encoder)
     kwargs = {
@@ -1007,6 +1014,10 @@ def _encode_kwargs(
     }
     if _validate_executor(executor, ray_address) == "ray":
         kwargs.update(executor="ray", ray_address=ray_address)
+        if ivf_nprobe is not None:
+            kwargs["ivf_nprobe"] = ivf_nprobe
+    elif ivf_nprobe is not None:
+        raise ValueError("ivf_nprobe applies to executor='ray' only")
     if spec.is_hash:
         if model is not None or batch_size is not None:
             raise ValueError(

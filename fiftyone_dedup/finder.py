@@ -187,6 +187,7 @@ def find(
         guard_threshold, min_samples, tag, mode,
     )
     encode_kwargs = dict(encode_kwargs or {})
+    searcher = _ray_searcher(encode_kwargs)
     model_label = None
     for part in parts:
         core.check_collection(part.samples, nonempty=True)
@@ -241,8 +242,7 @@ def find(
     margin = HISTOGRAM_MARGIN[spec.metric] if histogram else 0
     search_threshold = _widen(spec, threshold, margin)
     keys, a, b, s, is_ref = _search(
-        spec, parts, items, mode, search_threshold, progress,
-        _ray_searcher(encode_kwargs),
+        spec, parts, items, mode, search_threshold, progress, searcher
     )
     # pairs of encodings stand for every pair of the samples holding them
     multiplicity = np.bincount(keys, minlength=int(keys.max()) + 1 if len(keys) else 0)
@@ -284,6 +284,8 @@ def find(
             clusters = None
 
     summary = _summary(parts, items, groups, keys, weights, mode)
+    if searcher is not None:
+        summary["search"] = dict(searcher.stats)
     options = dict(
         encoder=spec.name, field=parts[0].field, metric=spec.metric, threshold=threshold,
         keep=keep_policies.describe(keep), grouping=grouping_method, tag=tag,
@@ -418,11 +420,12 @@ def _stack(spec, encodings):
 
 
 def _ray_searcher(encode_kwargs):
+    nprobe = encode_kwargs.pop("ivf_nprobe", None)
     if encode_kwargs.get("executor") != "ray":
         return None
     from fiftyone_dedup import distributed
 
-    return distributed.Searcher(encode_kwargs.get("ray_address"))
+    return distributed.Searcher(encode_kwargs.get("ray_address"), ivf_nprobe=nprobe)
 
 
 def _search(spec, parts, items, mode, threshold, progress, searcher=None):

@@ -28,6 +28,11 @@ WORK, PORT = sys.argv[1], int(sys.argv[2])
 SERVER = dbserver.start(os.path.join(WORK, "mongo"))
 os.environ["PYTHONPATH"] = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+os.environ.setdefault("FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS", "true")
+if "FIFTYONE_PLUGINS_DIR" not in os.environ:  # run by hand: the plugin is this repo
+    os.makedirs(os.path.join(WORK, "plugins"), exist_ok=True)
+    os.symlink(REPO, os.path.join(WORK, "plugins", "fiftyone_dedup"))
+    os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(WORK, "plugins")
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 TEMP = os.path.join(WORK, "ray")
 
@@ -94,7 +99,7 @@ def outcome(ds, key):
 
 def _plain(summary):
     # a summary without its timing, datasets by role
-    out = {k: v for k, v in summary.items() if k not in ("seconds", "datasets")}
+    out = {k: v for k, v in summary.items() if k not in ("seconds", "datasets", "search")}
     out["datasets"] = sorted(
         (k.split("-")[0], tuple(sorted(v.items())))
         for k, v in summary.get("datasets", {}).items()
@@ -196,6 +201,28 @@ def main():
         check(f"{encoder}: identical cross pairs",
               all(np.array_equal(x, y) for x, y in zip(lq, rq)), num_pairs=len(lq[0]))
 
+        if not spec.is_hash:
+            # IVF: probing every list is exact; one list finds a subset,
+            # whose measured recall (all queries sampled) is the true one
+            full = distributed.ivf_cosine_pairs(codes, thr, nprobe=3, nlist=3)
+            check("cnn: IVF probing every list gives the exact pairs",
+                  all(np.array_equal(x, y) for x, y in zip(local, full[:3]))
+                  and full[3]["recall"] == 1.0, stats=full[3])
+            one = distributed.ivf_cosine_pairs(
+                codes, thr, nprobe=1, nlist=3, recall_sample=len(codes)
+            )
+            exact = set(zip(local[0].tolist(), local[1].tolist()))
+            got = set(zip(one[0].tolist(), one[1].tolist()))
+            check("cnn: IVF recall is measured right",
+                  got <= exact and abs(one[3]["recall"] - len(got) / max(1, len(exact))) < 1e-6,
+                  stats=one[3], found=len(got), exact=len(exact))
+            ivf = fod.find_duplicates(ray_ds, encoder=encoder, executor="ray",
+                                      ivf_nprobe=2, run_key="ivf")
+            rec = fod.load_run(ray_ds, "ivf").summary.get("search", {})
+            check("cnn: IVF recall recorded in the run",
+                  rec.get("method") == "ivf" and rec.get("nprobe") == 1
+                  and rec.get("recall") == 1.0 and ivf.summary["search"] == rec, search=rec)
+
         # a rerun reuses every stored encoding; cleared ones are redone
         def rerun(ds, **kw):
             if encoder == "dhash":
@@ -228,7 +255,60 @@ def main():
         check(f"{encoder}: identical cross-dataset results", same and kl == kr,
               summary=xl.summary, found=sum(v is not None for v in kl.values()))
 
+    # a scheduled (delegated) operator run on Ray, as a local one
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from fiftyone_dedup.operators import PLUGIN_NAME
+
+    results = {}
+    for executor in ("local", "ray"):
+        ds = dataset(f"op-{executor}", paths)
+        op_uri = f"{PLUGIN_NAME}/find_duplicates"
+        params = {"encoder": "dhash", "threshold": 10, "run_key": "sched",
+                  "open_view": False, "executor": executor}
+        queued = foo.execute_operator(op_uri, dict(dataset=ds), params=params,
+                                      request_delegation=True)
+        DelegatedOperationService().execute_queued_operations(
+            dataset_name=ds.name, operator=op_uri
+        )
+        results[executor] = (queued.error, outcome(ds, "sched"),
+                             ds.values(core.stamp_field("dhash")))
+    check("delegated operator run on Ray", results["local"] == results["ray"]
+          and results["ray"][0] is None and any(v for v in results["ray"][2]),
+          error=results["ray"][0])
+
+    # the command line, against the same cluster
+    reports = {}
+    for executor in ("local", "ray"):
+        out = os.path.join(WORK, f"cli-{executor}.json")
+        proc = subprocess.run(
+            [sys.executable, "-m", "fiftyone_dedup", "--dirs", folder, "--dry_run",
+             "--encoder", "dhash", "--dataset", f"cli-{executor}", "--report", out,
+             "-q", "--executor", executor]
+            + (["--ray_address", f"127.0.0.1:{PORT}"] if executor == "ray" else []),
+            capture_output=True, text=True, cwd=WORK, timeout=600,
+        )
+        with open(out) if os.path.exists(out) else open(os.devnull) as f:
+            text = f.read()
+        reports[executor] = (proc.returncode, _cli_groups(json.loads(text)) if text else None)
+        if proc.returncode:
+            print(proc.stderr[-2000:], file=sys.stderr)
+    check("command line --executor ray", reports["local"] == reports["ray"]
+          and reports["ray"][0] == 0 and reports["ray"][1], groups=len(reports["ray"][1] or []))
+
     sys.exit(1 if FAILED else 0)
+
+
+def _cli_groups(rep):
+    # the report's groups as (kept, duplicates) filepaths
+    out = []
+    for g in rep.get("groups", []):
+        keep = g.get("keep") or g.get("kept") or {}
+        dups = g.get("duplicates") or []
+        out.append((keep.get("filepath") if isinstance(keep, dict) else keep,
+                    sorted(d.get("filepath") if isinstance(d, dict) else d for d in dups)))
+    return sorted(out)
 
 
 if __name__ == "__main__":
