@@ -91,16 +91,17 @@ def _inner(work, args):
     ray.init(address=f"127.0.0.1:{PORT}", log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"],
                                        "FIFTYONE_DATABASE_URI": os.environ["FIFTYONE_DATABASE_URI"]}})
+    distributed.CHUNK_SIZE = args.chunk  # enough chunks to spread a small set
     paths = datasets.photo_paths(args.photos)
     paths = (paths * args.copies)[: args.n_images or None]
     n = len(paths)
-    out = {"machine": datasets.machine(), "num_images": n, "distinct_files": len(set(paths))}
+    out = {"machine": datasets.machine(), "num_images": n, "distinct_files": len(set(paths)),
+           "chunk": args.chunk, "load_average_at_start": os.getloadavg()[0]}
 
     def encode(kind, executor, cpus):
         ds = fo.Dataset()
         ds.add_samples([fo.Sample(filepath=p) for p in paths])
         before = _coll_size(ds)
-        distributed._POOLS.clear()
         kw = dict(executor="ray") if executor == "ray" else dict(num_workers=0)
         if kind == "dhash":
             fn = lambda: fod.compute_hashes(ds, overwrite=True, **kw)  # noqa: E731
@@ -210,7 +211,8 @@ def main():
     p.add_argument("--copies", type=int, default=2, help="samples per photo file")
     p.add_argument("--n-images", type=int, default=0)
     p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--tile", type=int, default=16384)
+    p.add_argument("--tile", type=int, default=8192)
+    p.add_argument("--chunk", type=int, default=32, help="samples per Ray chunk")
     p.add_argument("--ivf-images", type=int, default=300)
     args, rest = p.parse_known_args()
     if args.inner:

@@ -213,6 +213,7 @@ def encode(
         )
         submit = lambda rows: worker.remote(rows, job, target, fields)  # noqa: E731
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        actors = []
     else:
         actors = _embedders(ray, job)
         slots = len(actors)
@@ -222,14 +223,18 @@ def encode(
         )
 
     results = {}
-    with ProgressBar(total=n, progress=progress, label=label, iters_str="images") as pb:
-        pending = {}
-        for index, rows in enumerate(_chunks(samples, fields, chunk_size or CHUNK_SIZE)):
-            pending[submit(rows)] = index
-            while len(pending) >= 2 * slots:
+    try:
+        with ProgressBar(total=n, progress=progress, label=label, iters_str="images") as pb:
+            pending = {}
+            for index, rows in enumerate(_chunks(samples, fields, chunk_size or CHUNK_SIZE)):
+                pending[submit(rows)] = index
+                while len(pending) >= 2 * slots:
+                    _collect(ray, pending, results, pb)
+            while pending:
                 _collect(ray, pending, results, pb)
-        while pending:
-            _collect(ray, pending, results, pb)
+    finally:
+        for actor in actors:  # their CPUs (or GPUs) go back to the cluster
+            ray.kill(actor)
 
     for index in sorted(results):
         out = results[index]
@@ -384,15 +389,8 @@ class _Embedder:
         }
 
 
-#: actor pools by model settings, kept for the driver's later runs
-_POOLS = {}
-
-
 def _embedders(ray, job):
     # one actor per CPU (or per GPU when the cluster has GPUs and may use them)
-    key = (job["settings"], repr(sorted(job["params"].items())))
-    if key in _POOLS:
-        return _POOLS[key]
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
     device = job["params"].get("device", "auto")
@@ -403,9 +401,7 @@ def _embedders(ray, job):
     cls = ray.remote(_Embedder).options(
         max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES, **opts
     )
-    _POOLS.clear()  # one model's actors at a time
-    _POOLS[key] = [cls.remote(job["params"]) for _ in range(count)]
-    return _POOLS[key]
+    return [cls.remote(job["params"]) for _ in range(count)]
 
 
 # ----------------------------------------------------------------- search

@@ -284,6 +284,7 @@ def main():
         out = os.path.join(WORK, f"cli-{executor}.json")
         proc = subprocess.run(
             [sys.executable, "-m", "fiftyone_dedup", "--dirs", folder, "--dry_run",
+             "--no_data_dir", "--no_annot",
              "--encoder", "dhash", "--dataset", f"cli-{executor}", "--report", out,
              "-q", "--executor", executor]
             + (["--ray_address", f"127.0.0.1:{PORT}"] if executor == "ray" else []),
