@@ -77,6 +77,13 @@ for _enc in ("dhash", "cnn"):
         f"{_enc}: rerun redoes only what is missing",
         f"{_enc}: identical cross-dataset results",
     ]
+CHECKS += [
+    "cnn: IVF probing every list gives the exact pairs",
+    "cnn: IVF recall is measured right",
+    "cnn: IVF recall recorded in the run",
+    "delegated operator run on Ray",
+    "command line --executor ray",
+]
 
 
 @pytest.mark.parametrize("name", CHECKS)
