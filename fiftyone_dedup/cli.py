@@ -240,6 +240,22 @@ def build_parser():
         "--exact", action="store_true",
         help="decode JPEGs fully: hashes bit-identical to imagededup's, slower",
     )
+    p.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="where encoding and search run: this machine (default) or a Ray "
+        "cluster (same results; needs pip install fiftyone-dedup[ray])",
+    )
+    p.add_argument(
+        "--ray_address", metavar="ADDRESS",
+        help="with --executor ray, the cluster (default: RAY_ADDRESS, else a "
+        "local Ray started for the run)",
+    )
+    p.add_argument(
+        "--ivf_nprobe", type=int, metavar="N",
+        help="with --executor ray and CNN: an inverted-file search probing N "
+        "lists per vector (approximate; its measured recall is in the "
+        "report) instead of the exact tiled search",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="more logging")
     return p
@@ -372,6 +388,8 @@ def validate_args(args):
     if args.histogram and os.path.isdir(args.histogram):
         raise UsageError(f"--histogram is a folder, expected a .png path: {args.histogram}")
     _check_model_args(spec, args)
+    if (args.ray_address or args.ivf_nprobe is not None) and args.executor != "ray":
+        raise UsageError("--ray_address and --ivf_nprobe need --executor ray")
     if args.num_workers is not None and args.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {args.num_workers}")
     if not args.run_key.isidentifier():
@@ -512,6 +530,9 @@ def _run_locked(args, spec, threshold, dirs, progress, lock):
         batch_size=None if spec.is_hash else args.batch_size,
         device=args.device,
         progress=progress,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        ivf_nprobe=args.ivf_nprobe,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
     rep["failed"] = args.skipped + rep["failed"]
@@ -632,6 +653,7 @@ def _encodings_only(args, view, dataset, dirs, spec, field, progress):
             model=None if spec.is_hash else args.model,
             batch_size=None if spec.is_hash else args.batch_size,
             device=args.device,
+            executor=args.executor, ray_address=args.ray_address,
         ),
     )
     path = _write_encodings(args, dataset, dirs, spec, field)
