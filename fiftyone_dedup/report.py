@@ -1,10 +1,41 @@
 """The JSON report and the summary table of a command-line run."""
 
+import json
 import os
 
 from fiftyone_dedup import core
 from fiftyone_dedup import encoders
 from fiftyone_dedup.folders import SOURCE_FIELD
+
+#: the ``format`` of the reports written here
+FORMAT = "fiftyone-dedup-report"
+
+# what every report has had, also before it carried its format
+_REPORT_KEYS = {"encoder", "threshold", "summary", "groups", "failed"}
+
+
+def is_report_file(path):
+    """Whether a file is a JSON report written by this tool (and so may be
+    overwritten by the next report).
+
+    Args:
+        path: a file path
+
+    Returns:
+        True/False
+    """
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    return data.get("format") == FORMAT or (
+        "format" not in data and _REPORT_KEYS <= set(data)
+    )
 
 
 def build_report(dataset, results, encoder, threshold, dirs=None):
@@ -18,7 +49,7 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
         dirs (None): the folders of the run
 
     Returns:
-        a dict: ``{"encoder", "threshold", "groups": [{"keep", "duplicates",
+        a dict: ``{"format", "encoder", "threshold", "groups": [{"keep", "duplicates",
         ...}], "failed": [{"path", "error"}], ...}``
     """
     spec = encoders.get_encoder(encoder)
@@ -62,6 +93,7 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
     summary = dict(results.summary)
     summary["num_cross"] = num_cross
     return {
+        "format": FORMAT,
         "encoder": spec.label,
         "model": getattr(results.config, "model", None),
         "threshold": threshold,
