@@ -405,24 +405,36 @@ def check_compatible(encodings, spec, model=None, dim=None, path="encodings"):
         )
 
 
-def is_encodings_file(path):
-    """Whether a file is an encodings file (ours or imagededup's), which
-    ``--encodings_out`` may overwrite.
+def load_json_or_none(path):
+    """The JSON in a regular file, or None when it is not one, cannot be
+    read or is not JSON (a FIFO or device is never opened).
 
     Args:
         path: a file path
 
     Returns:
-        True/False
+        the parsed value, or None
     """
     if not os.path.isfile(path):
-        return False
+        return None
     try:
         with open(path, "r", encoding="utf-8") as f:
-            if json.load(f) == {}:  # an empty imagededup map
-                return True
+            return json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def is_encodings_file(path):
+    """Whether ``--encodings_out`` may overwrite a file: one that is an
+    encodings file, ours or imagededup's (``{}`` included)."""
+    data = load_json_or_none(path)
+    if data == {}:
+        return True
+    if data is None:
+        return False
+    try:
         read(path)
-    except (EncodingsFileError, OSError, ValueError, RecursionError):
+    except EncodingsFileError:
         return False
     return True
 

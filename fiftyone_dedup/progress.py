@@ -7,8 +7,8 @@ callables carries a ``label`` naming the stage ("Hashing images",
 "Searching"), which the operators show in the App.
 
 Text bars redraw one line with carriage returns, which a log file (output
-that is not a terminal) keeps as one endless line; there they are written
-as plain lines instead, one every :data:`PLAIN_INTERVAL` seconds and one at
+that is neither a terminal nor a notebook) keeps as one endless line; there
+they are written as plain lines instead, one every :data:`PLAIN_INTERVAL` seconds and one at
 the end.
 """
 
@@ -19,6 +19,16 @@ import fiftyone.core.utils as fou
 #: seconds between the plain progress lines written when output is not a
 #: terminal
 PLAIN_INTERVAL = 10.0
+
+
+def _is_notebook():
+    # notebooks show carriage-return bars well
+    try:
+        import fiftyone.core.context as foc
+
+        return foc.is_notebook_context()
+    except Exception:  # noqa: BLE001 - no context: not a notebook
+        return False
 
 
 def _is_terminal(stream):
@@ -44,7 +54,7 @@ class ProgressBar(fou.ProgressBar):
         if label and "start_msg" not in kwargs and not callable(progress):
             kwargs["start_msg"] = label
         super().__init__(total=total, progress=progress, **kwargs)
-        self._plain = not _is_terminal(sys.stdout)
+        self._plain = not _is_terminal(sys.stdout) and not _is_notebook()
         self._last_plain = None
 
     def pause(self):

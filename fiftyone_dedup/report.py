@@ -1,10 +1,10 @@
 """The JSON report and the summary table of a command-line run."""
 
-import json
 import os
 
 from fiftyone_dedup import core
 from fiftyone_dedup import encoders
+from fiftyone_dedup import encodings_io
 from fiftyone_dedup.folders import SOURCE_FIELD
 
 #: the ``format`` of the reports written here
@@ -15,22 +15,9 @@ _REPORT_KEYS = {"encoder", "threshold", "summary", "groups", "failed"}
 
 
 def is_report_file(path):
-    """Whether a file is a JSON report written by this tool (and so may be
-    overwritten by the next report).
-
-    Args:
-        path: a file path
-
-    Returns:
-        True/False
-    """
-    if not os.path.isfile(path):
-        return False
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError, RecursionError):
-        return False
+    """Whether the next ``--report`` may overwrite a file: a JSON report
+    written by this tool (also one from before reports carried ``format``)."""
+    data = encodings_io.load_json_or_none(path)
     if not isinstance(data, dict):
         return False
     return data.get("format") == FORMAT or (

@@ -112,17 +112,11 @@ HISTOGRAM_SOFTWARE = "fiftyone-dedup histogram"
 
 
 def is_histogram_png(path):
-    """Whether a file is a histogram PNG written by :func:`save_histogram_png`.
-
-    Args:
-        path: a file path
-
-    Returns:
-        True/False
-    """
+    """Whether the next ``--histogram`` may overwrite a file: a PNG that
+    :func:`save_histogram_png` wrote (it carries :data:`HISTOGRAM_SOFTWARE`)."""
     from PIL import Image
 
-    if not os.path.isfile(path):
+    if not os.path.isfile(path):  # a FIFO or device is never opened
         return False
     try:
         with Image.open(path) as img:
