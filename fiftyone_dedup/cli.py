@@ -416,7 +416,7 @@ def _check_outputs(args, dirs):
         if os.path.isdir(given):
             expected = "a .png path" if flag == "--histogram" else "a file path"
             raise UsageError(f"{flag} is a folder, expected {expected}: {given}")
-        path = os.path.abspath(os.path.expanduser(given))
+        path = os.path.abspath(given)  # as the writers resolve it
         real = os.path.realpath(path)
         if real in seen:
             raise UsageError(f"{flag} and {seen[real]} name the same file: {path}")
