@@ -351,10 +351,11 @@ def _encode_collection(
             for d in (values, errors, new_stamps, extras):
                 d.clear()
 
+        # before the bar: an encoder may load a model first, under its own stage
+        results = encode([paths[i] for i in todo])
         with ProgressBar(
             total=len(todo), progress=progress, label=label, iters_str="images"
         ) as pb:
-            results = encode([paths[i] for i in todo])
             # the bar first: zip then resumes it after the last image, so
             # that it reaches 100% (and callbacks see it complete)
             for result, i in zip(pb(results), todo):
@@ -520,10 +521,12 @@ def compute_embeddings(
         )
 
     def encode(paths):
+        loaded = models.load_model_with_progress(
+            model, transform=transform, device=device, progress=progress
+        )
         return embeddings.embed_files(
             paths,
-            model=model,
-            transform=transform,
+            model=loaded,
             batch_size=batch_size,
             num_workers=num_workers,
             device=device,

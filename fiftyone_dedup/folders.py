@@ -73,6 +73,8 @@ def looks_like_image(path):
     Returns:
         True/False
     """
+    if not os.path.isfile(path):  # a FIFO or device is never opened
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -253,6 +255,8 @@ def _unusable_reason(path):
 
 
 def _sniff_format(path):
+    if not os.path.isfile(path):  # a FIFO or device is never opened
+        return None
     try:
         with open(path, "rb") as f:
             head = f.read(16)
