@@ -24,6 +24,7 @@ compared with itself (cross-dataset search).
 
 import logging
 import platform
+import sys
 import warnings
 
 import numpy as np
@@ -404,7 +405,16 @@ def resolve_similarity_method(method="auto"):
     return method
 
 
+#: with ``method="auto"``, searches of at most this many multiply-adds run
+#: on numpy's float32 products when torch is not imported yet: importing it
+#: costs more (seconds, and hundreds of MB) than it saves
+NUMPY_MAX_WORK = 4e10
+
+
 def _products(queries, keys, method):
+    work = float(len(queries)) * len(keys) * queries.shape[1]
+    if method == "auto" and work <= NUMPY_MAX_WORK and "torch" not in sys.modules:
+        return _Products(queries, keys, "fp32", use_torch=False)
     method = resolve_similarity_method(method)
     if method == "int8":
         try:
@@ -419,11 +429,11 @@ class _Products:
     """Blocks of fast inner products between two sets of unit vectors,
     thresholded into candidate pairs."""
 
-    def __init__(self, queries, keys, method):
-        self.method = resolve_similarity_method(method)
+    def __init__(self, queries, keys, method, use_torch=True):
+        self.method = "fp32" if not use_torch else resolve_similarity_method(method)
         dim = queries.shape[1]
         self.margin = _MARGIN_BASE[self.method] + _MARGIN_PER_DIM[self.method] * dim
-        self.torch = _torch()
+        self.torch = _torch() if use_torch else None
         self.num_keys = len(keys)
         self._buffer = None
         if self.torch is None:
