@@ -1029,7 +1029,8 @@ def _encode_kwargs(
         kwargs["exact"] = exact
     else:
         embeddings.check_count(batch_size, "batch_size", minimum=1)
-        models.resolve_device(device)
+        if device not in (None, "auto"):  # "auto" always resolves; no torch import
+            models.resolve_device(device)
         kwargs.update(model=model, batch_size=batch_size, device=device)
     return kwargs
 
