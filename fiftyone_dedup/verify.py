@@ -20,8 +20,8 @@ of Philbin et al. (2007):
     least :data:`MIN_INLIERS` inliers spread over at least
     :data:`MIN_COVERAGE` of the smaller image (a shared logo or stamp is not
     enough), and a sane scale. Images with too few keypoints for that are
-    compared by their thumbnails instead (correlation of the grey pixels
-    under the best of the 8 dihedral transforms).
+    compared by their thumbnails instead (correlation and mean difference of
+    the grey pixels under one of the 8 dihedral transforms).
 
 The verification score of a pair is its inlier count (the thumbnail check
 reports :data:`THUMB_SCORE` when it passes).
@@ -44,6 +44,9 @@ DEFAULT_METHOD = "orb"
 
 #: longest side, in pixels, of the grey decode features are taken from
 FEATURE_SIZE = 384
+
+#: the most a small image is enlarged to reach FEATURE_SIZE
+MAX_UPSCALE = 3.0
 
 #: ORB keypoints per image (and per mirror image)
 NUM_FEATURES = 400
@@ -71,6 +74,9 @@ THUMB_SIZE = 32
 
 #: the grey correlation the thumbnail check needs
 THUMB_CORRELATION = 0.95
+
+#: the largest mean absolute grey difference the thumbnail check allows
+THUMB_MAX_DIFF = 12.0
 
 #: the score reported for a pair verified by its thumbnails
 THUMB_SCORE = 0
@@ -132,21 +138,34 @@ def _cv2():
 
 
 def _orb(cv2, grey):
-    orb = cv2.ORB_create(nfeatures=NUM_FEATURES, fastThreshold=10, edgeThreshold=15, patchSize=15)
-    kps, desc = orb.detectAndCompute(grey, None)
-    if desc is None or not kps:
-        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
-    pts = np.array([k.pt for k in kps], dtype=np.float32)
-    return pts, desc
-
-
-def _dhash(grey):
-    # imagededup's DHash of a greyscale array: 9x8, brighter than the left
-    from PIL import Image
-
-    small = np.asarray(
-        Image.fromarray(grey).resize((9, 8), Image.LANCZOS), dtype=np.int16
+    # every image is brought to FEATURE_SIZE first, so a few pyramid levels
+    # cover the scale changes of crops
+    orb = cv2.ORB_create(
+        nfeatures=NUM_FEATURES, scaleFactor=1.3, nlevels=5, fastThreshold=10,
+        edgeThreshold=15, patchSize=15,
     )
+    kps, desc = orb.detectAndCompute(grey, None)
+    empty = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    if desc is None or not kps:
+        return empty, empty
+    pts = np.array([k.pt for k in kps], dtype=np.float32)
+    # the mirror image's descriptors at the mirrored keypoints (no second
+    # detection)
+    w = grey.shape[1]
+    mkps = [
+        cv2.KeyPoint(w - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave)
+        for k in kps
+    ]
+    mkps, mdesc = orb.compute(np.ascontiguousarray(grey[:, ::-1]), mkps)
+    if mdesc is None or not mkps:
+        return (pts, desc), empty
+    mpts = np.array([k.pt for k in mkps], dtype=np.float32)
+    return (pts, desc), (mpts, mdesc)
+
+
+def _dhash(cv2, grey):
+    # a DHash of a greyscale array: 9x8, brighter than the left neighbour
+    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
     bits = (small[:, 1:] > small[:, :-1]).ravel()
     return np.uint64(int(np.packbits(bits).tobytes().hex(), 16))
 
@@ -171,31 +190,23 @@ def image_features(image):
     """
     cv2 = _cv2()
     if not isinstance(image, np.ndarray):
-        if image.mode != "L":
-            image = image.convert("L")
-        w, h = image.size
-        scale = FEATURE_SIZE / max(w, h)
-        if scale < 1:
-            from PIL import Image
-
-            image = image.resize(
-                (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR
-            )
-        grey = np.asarray(image, dtype=np.uint8)
-    else:
-        grey = np.ascontiguousarray(image, dtype=np.uint8)
-        h, w = grey.shape
-        scale = FEATURE_SIZE / max(w, h)
-        if scale < 1:
-            grey = cv2.resize(
-                grey, (max(1, round(w * scale)), max(1, round(h * scale))),
-                interpolation=cv2.INTER_AREA,
-            )
-    pts, desc = _orb(cv2, grey)
-    mirror = np.ascontiguousarray(grey[:, ::-1])
-    mpts, mdesc = _orb(cv2, mirror)
+        image = np.asarray(image if image.mode == "L" else image.convert("L"))
+    grey = np.ascontiguousarray(image, dtype=np.uint8)
+    h, w = grey.shape
+    # one scale for all: small images are enlarged (up to MAX_UPSCALE)
+    scale = min(FEATURE_SIZE / max(w, h), MAX_UPSCALE)
+    if scale != 1:
+        grey = cv2.resize(
+            grey, (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        )
+    (pts, desc), (mpts, mdesc) = _orb(cv2, grey)
     thumb = cv2.resize(grey, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
-    dihedral = np.array([_dhash(np.ascontiguousarray(t)) for t in _dihedral(grey)], dtype=np.uint64)
+    # turned versions of a square thumbnail, then their DHash
+    square = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA)
+    dihedral = np.array(
+        [_dhash(cv2, np.ascontiguousarray(t)) for t in _dihedral(square)], dtype=np.uint64
+    )
     return Features(
         size=(grey.shape[1], grey.shape[0]),
         points=pts,
@@ -296,7 +307,6 @@ def _fit(cv2, pa, pb, size_a, size_b):
 def _thumb_check(ta, tb):
     a = ta - ta.mean()
     na = float(np.sqrt((a * a).sum()))
-    best = -1.0
     for t in _dihedral(tb):
         b = t - t.mean()
         nb = float(np.sqrt((b * b).sum()))
@@ -305,8 +315,9 @@ def _thumb_check(ta, tb):
             corr = 1.0 if na < 1e-3 and nb < 1e-3 and abs(ta.mean() - t.mean()) < 4 else -1.0
         else:
             corr = float((a * b).sum() / (na * nb))
-        best = max(best, corr)
-    return best >= THUMB_CORRELATION
+        if corr >= THUMB_CORRELATION and float(np.abs(ta - t).mean()) <= THUMB_MAX_DIFF:
+            return True
+    return False
 
 
 def verify_pair(fa, fb):
