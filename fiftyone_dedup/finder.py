@@ -525,6 +525,10 @@ def _histogram(spec, scores, weights, threshold, search_threshold, identical=0, 
         ok, _ = np.histogram(scores[verified], bins=edges)
         out["verified"] = [int(c) for c in ok]
         out["rejected"] = [int(c) - int(v) for c, v in zip(out["counts"], ok)]
+        # candidates from turned/mirrored hashes, beyond the encoder's window
+        beyond = (scores < edges[0]) | (scores > edges[-1])
+        out["verified_beyond"] = int(np.count_nonzero(beyond & verified))
+        out["rejected_beyond"] = int(np.count_nonzero(beyond & ~verified))
     return out
 
 

@@ -720,7 +720,11 @@ def knn_pairs(query, reference, k, threshold, metric, exclude_self=False, block_
         keep = rj >= 0
         keep &= (d <= threshold) if metric == "hamming" else (d >= threshold)
         if exclude_self:
-            keep &= rj != qi
+            # at most k besides itself (ties may leave its own row out)
+            keep = keep.reshape(-1, kk)
+            keep &= I != np.arange(start, stop)[:, None]
+            keep &= np.cumsum(keep, axis=1) <= k
+            keep = keep.ravel()
         out_i.append(qi[keep])
         out_j.append(rj[keep])
         out_s.append(np.minimum(d[keep], 1.0) if metric == "cosine" else d[keep])
