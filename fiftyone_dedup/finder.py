@@ -773,6 +773,13 @@ def _features(parts, items, num_workers, progress):
     ) as pb:
         for k, (f, _) in enumerate(pb(verify.files_features(items.paths, num_workers=num_workers))):
             feats[k] = f
+    failed = [items.paths[k] for k, f in enumerate(feats) if f is None]
+    if failed:
+        logger.warning(
+            "%d image(s) could not be read for verification; they are not "
+            "called duplicates (first: %s); verify='none' uses the stored "
+            "encodings alone", len(failed), failed[0],
+        )
     dihedral = np.zeros((len(items), 8), dtype=np.uint64)
     for k, f in enumerate(feats):
         if f is not None:
