@@ -137,45 +137,23 @@ def _drop_dataset(name):
 def metrics(groups, truth, hard):
     """Pair precision/recall/F1, recall per kind, lost photos, false pairs
     among the hard negatives; ``groups`` is a list of lists of paths."""
-    source = {p: ("photo", k) for p, (k, _) in truth.items()}
-    source.update({p: ("hard", p) for p in hard})
-    files = list(source)
-    by = {}
-    for f in files:
-        by.setdefault(source[f], []).append(f)
-    true_pairs = sum(len(v) * (len(v) - 1) // 2 for v in by.values())
-    found = tp = hard_false = 0
-    together = set()
-    removed = set()
-    for g in groups:
-        removed.update(g[1:])
-        for i in range(len(g)):
-            for j in range(i + 1, len(g)):
-                found += 1
-                if source[g[i]] == source[g[j]]:
-                    tp += 1
-                    together.add(frozenset((g[i], g[j])))
-                elif g[i] in hard and g[j] in hard:
-                    hard_false += 1
-    precision = tp / found if found else 1.0
-    recall = tp / true_pairs if true_pairs else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    originals = {k: p for p, (k, kind) in truth.items() if kind is None}
-    per = {}
-    for p, (k, kind) in truth.items():
-        if kind is not None:
-            n, h = per.get(kind, (0, 0))
-            per[kind] = (n + 1, h + int(frozenset((originals[k], p)) in together))
-    alive = {source[f] for f in files if f not in removed}
-    lost = {source[f] for f in files} - alive
-    return {
-        "pairs_found": found, "true_pairs": true_pairs, "true_pairs_found": tp,
-        "precision": precision, "recall": recall, "f1": f1,
-        "recall_per_kind": {k: h / n for k, (n, h) in per.items()},
-        "lost_photos": len(lost),
-        "lost_hard_negatives": sum(1 for s in lost if s[0] == "hard"),
-        "false_pairs_among_hard": hard_false,
+    # each hard negative is a photo of its own
+    t = {
+        "files": list(truth) + list(hard),
+        "source": {**{p: f"photo:{k}" for p, (k, _) in truth.items()}, **{p: f"hard:{p}" for p in hard}},
+        "transform": {**{p: kind for p, (_, kind) in truth.items()}, **{p: None for p in hard}},
     }
+    m = datasets.pair_metrics(groups, t)
+    removed = {d for g in groups for d in g[1:]}
+    lost = datasets.lost_photos(set(t["files"]) - removed, t) if t["files"] else []
+    m["recall_per_kind"] = m.pop("recall_per_transform")
+    m["lost_photos"] = len(lost)
+    m["lost_hard_negatives"] = sum(1 for s in lost if str(s).startswith("hard:"))
+    m["false_pairs_among_hard"] = sum(
+        1 for g in groups for i in range(len(g)) for j in range(i + 1, len(g))
+        if g[i] in hard and g[j] in hard
+    )
+    return m
 
 
 def imagededup_runs(folders, truth, hard, cnn_dataset):
