@@ -36,6 +36,7 @@ import glob
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -111,6 +112,10 @@ def build_hard(folder, n, natural):
     return kinds, linked
 
 
+def rep_files(folders):
+    return [p for f in folders for p in glob.glob(os.path.join(f, "*")) if p[-4:] in (".jpg", ".png")]
+
+
 def run_cli(folders, extra, report, dataset):
     cmd = [sys.executable, "-m", "fiftyone_dedup"]
     for f in folders:
@@ -119,10 +124,15 @@ def run_cli(folders, extra, report, dataset):
         "--no_data_dir", "--no_annot", "--dry_run", "--report", report, "--quiet",
     ] + extra
     t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
-    return time.perf_counter() - t, json.load(open(report))
+    # CPU time of the run and its workers: steadier than the clock on a
+    # shared machine
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return time.perf_counter() - t, cpu, json.load(open(report))
 
 
 def _drop_dataset(name):
@@ -208,6 +218,31 @@ def _groups_from_map(dup, paths):
     return list(groups.values())
 
 
+def linear(work, sizes):
+    """The default find (CNN, verified) on N different pages of text in one
+    layout: candidates stay capped per image, so the time per image stays
+    flat as N grows."""
+    out = {}
+    pages = verify_sets.text_pages(max(sizes), seed=1)
+    for n in sizes:
+        folder = os.path.join(work, f"verify-pages-{n}")
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+            for i, page in enumerate(pages[:n]):
+                verify_sets.write(page, os.path.join(folder, f"page{i:04d}"))
+        dataset = f"bench-verify-pages-{n}"
+        print(f"linear: {n} pages ...", flush=True)
+        seconds, cpu, rep = run_cli([folder], ["--dataset", dataset], os.path.join(work, dataset + ".json"), dataset)
+        _drop_dataset(dataset)
+        out[str(n)] = {
+            "seconds": seconds, "cpu_seconds": cpu,
+            "cpu_ms_per_image": 1000 * cpu / n,
+            "candidates_per_image": rep["summary"].get("num_candidates", 0) / n,
+            "duplicates": rep["summary"].get("num_duplicates"),
+        }
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", default=datasets.DEFAULT_PHOTOS)
@@ -216,6 +251,10 @@ def main():
     parser.add_argument("--work", default="/tmp/fiftyone-dedup-bench")
     parser.add_argument("--configs", default=",".join(c for c, _ in CONFIGS))
     parser.add_argument("--skip-imagededup", action="store_true")
+    parser.add_argument("--linear", default="100,300",
+                        help="sizes of text-page sets for the linear-cost check ('' to skip)")
+    parser.add_argument("--only-linear", action="store_true",
+                        help="run the linear-cost check only, merged into --out")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "verify.json"))
     args = parser.parse_args()
 
@@ -235,7 +274,9 @@ def main():
         "natural_images": len(truth), "photos": len(photos),
         "kinds": list(verify_sets.TRANSFORMS), "hard_negatives": len(hard),
     }
-    wanted = args.configs.split(",")
+    wanted = [] if args.only_linear else args.configs.split(",")
+    if args.only_linear and os.path.exists(args.out):
+        res = dict(json.load(open(args.out)), linear_command=res["command"])
     for set_name, folders, hard_set, set_truth in (
         ("natural", [natural], {}, truth), ("hard", [hard_dir], hard, hard_truth),
     ):
@@ -246,11 +287,13 @@ def main():
             dataset = f"bench-verify-{set_name}-{name}"
             report = os.path.join(args.work, f"{dataset}.json")
             print(f"{set_name}: {name} ...", flush=True)
-            seconds, rep = run_cli(folders, extra + ["--dataset", dataset], report, dataset)
+            seconds, cpu, rep = run_cli(folders, extra + ["--dataset", dataset], report, dataset)
             _drop_dataset(dataset)
             groups = [[g["keep"]] + g["duplicates"] for g in rep["groups"]]
             m = metrics(groups, set_truth, hard_set)
             m["seconds"] = seconds
+            m["cpu_seconds"] = cpu
+            m["candidates_per_image"] = rep["summary"].get("num_candidates", 0) / max(1, len(rep_files(folders)))
             m["summary"] = {k: v for k, v in rep["summary"].items() if k != "datasets"}
             out[name] = m
             print(f"  P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
@@ -258,10 +301,13 @@ def main():
         for enc in ("cnn", "dhash"):
             if enc in out and f"{enc}-noverify" in out:
                 out[f"{enc}_verify_cost_ratio"] = out[enc]["seconds"] / out[f"{enc}-noverify"]["seconds"]
+                out[f"{enc}_verify_cpu_ratio"] = out[enc]["cpu_seconds"] / out[f"{enc}-noverify"]["cpu_seconds"]
         if not args.skip_imagededup and "cnn-noverify" in out:
             out["imagededup"] = imagededup_runs(
                 folders, set_truth, hard_set, f"bench-verify-{set_name}-cnn-noverify"
             )
+    if args.linear:
+        res["linear"] = linear(args.work, [int(n) for n in args.linear.split(",")])
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)
@@ -295,7 +341,15 @@ def markdown(res):
         for enc in ("cnn", "dhash"):
             r = out.get(f"{enc}_verify_cost_ratio")
             if r:
-                lines.append(f"\n{enc}: verified / unverified time = {r:.2f}x")
+                lines.append(
+                    f"\n{enc}: verified / unverified, wall clock {r:.2f}x, CPU time "
+                    f"{out.get(f'{enc}_verify_cpu_ratio', 0):.2f}x"
+                )
+    lin = res.get("linear") or {}
+    if lin:
+        lines += ["", "| pages of text (one layout) | seconds | CPU ms per image | candidates per image | duplicates |", "|---|---|---|---|---|"]
+        for n, r in lin.items():
+            lines.append(f"| {n} | {r['seconds']:.1f} | {r['cpu_ms_per_image']:.0f} | {r['candidates_per_image']:.1f} | {r['duplicates']} |")
     nat = res.get("natural") or {}
     kinds = res.get("kinds") or []
     if nat:
