@@ -738,13 +738,13 @@ def _pair_scores(spec, x, y, a, b):
 
 def _candidates(spec, codes_q, codes_r, dihedral_q, ident_r, bound, cross, progress):
     # the encoder's nearest within the looser bound, plus the nearest of
-    # each image's 7 turned/mirrored DHashes
+    # each image's 7 turned/mirrored DHashes (flat images, DHash 0, have none)
     k = CANDIDATES_PER_SAMPLE
     with ProgressBar(
         total=len(codes_q), progress=progress, label="Searching candidates",
         iters_str="encodings",
     ) as pb:
-        qa, rb, s = search.knn_pairs(
+        qa, rb, _ = search.knn_pairs(
             codes_q, codes_r, k, bound, spec.metric, exclude_self=not cross,
             progress=pb.update,
         )
@@ -765,7 +765,7 @@ def _candidates(spec, codes_q, codes_r, dihedral_q, ident_r, bound, cross, progr
     return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
 
 
-def _features(parts, items, num_workers, progress):
+def _features(items, num_workers, progress):
     feats = [None] * len(items)
     with ProgressBar(
         total=len(items), progress=progress, label="Features for verification",
@@ -795,7 +795,7 @@ def _verified_search(spec, parts, items, mode, settings, num_workers, progress):
         pairs with their encoder scores and inlier counts, and every
         candidate's score and whether it was verified (for the histogram)
     """
-    feats, dihedral = _features(parts, items, num_workers, progress)
+    feats, dihedral = _features(items, num_workers, progress)
     bound = settings["candidate_threshold"]
     keys = np.arange(len(items), dtype=np.int64)
     if mode != "query":
