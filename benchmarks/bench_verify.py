@@ -255,6 +255,8 @@ def main():
                         help="sizes of text-page sets for the linear-cost check ('' to skip)")
     parser.add_argument("--only-linear", action="store_true",
                         help="run the linear-cost check only, merged into --out")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the configurations run now in --out")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "verify.json"))
     args = parser.parse_args()
 
@@ -275,8 +277,9 @@ def main():
         "kinds": list(verify_sets.TRANSFORMS), "hard_negatives": len(hard),
     }
     wanted = [] if args.only_linear else args.configs.split(",")
-    if args.only_linear and os.path.exists(args.out):
-        res = dict(json.load(open(args.out)), linear_command=res["command"])
+    if (args.only_linear or args.merge) and os.path.exists(args.out):
+        # keep the other figures of the last run; this command is noted
+        res = dict(json.load(open(args.out)), rerun_command=res["command"])
     for set_name, folders, hard_set, set_truth in (
         ("natural", [natural], {}, truth), ("hard", [hard_dir], hard, hard_truth),
     ):
@@ -325,25 +328,27 @@ def markdown(res):
                 f"{len(res['kinds']) + 1})" + (f" + {res['hard_negatives']} hard negatives" if set_name == "hard" else "")
             ),
             "",
-            "| run | precision | recall | F1 | lost photos | seconds |",
-            "|---|---|---|---|---|---|",
+            "| run | precision | recall | F1 | lost photos | seconds | CPU seconds |",
+            "|---|---|---|---|---|---|---|",
         ]
         rows = [(n, out[n]) for n, _ in CONFIGS if n in out]
         idd = out.get("imagededup") or {}
         for k in ("dhash", "cnn"):
             if k in idd:
-                rows.append((f"imagededup {k}", dict(idd[k], seconds=idd.get(f"{k}_seconds", idd.get(f"{k}_search_seconds")))))
+                rows.append((f"imagededup {k}" + (" (search only)" if k == "cnn" else ""), dict(idd[k], seconds=idd.get(f"{k}_seconds", idd.get(f"{k}_search_seconds")))))
         for n, m in rows:
             lines.append(
                 f"| {n} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
-                f"{m['lost_photos']} | {m['seconds']:.1f} |"
+                f"{m['lost_photos']} | {m['seconds']:.1f} | "
+                + (f"{m['cpu_seconds']:.1f} |" if "cpu_seconds" in m else "- |")
             )
         for enc in ("cnn", "dhash"):
             r = out.get(f"{enc}_verify_cost_ratio")
             if r:
+                cpu = out.get(f"{enc}_verify_cpu_ratio")
                 lines.append(
-                    f"\n{enc}: verified / unverified, wall clock {r:.2f}x, CPU time "
-                    f"{out.get(f'{enc}_verify_cpu_ratio', 0):.2f}x"
+                    f"\n{enc}: verified / unverified, wall clock {r:.2f}x"
+                    + (f", CPU time {cpu:.2f}x" if cpu else "")
                 )
     lin = res.get("linear") or {}
     if lin:
