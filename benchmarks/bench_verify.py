@@ -304,7 +304,10 @@ def main():
         for enc in ("cnn", "dhash"):
             if enc in out and f"{enc}-noverify" in out:
                 out[f"{enc}_verify_cost_ratio"] = out[enc]["seconds"] / out[f"{enc}-noverify"]["seconds"]
-                out[f"{enc}_verify_cpu_ratio"] = out[enc]["cpu_seconds"] / out[f"{enc}-noverify"]["cpu_seconds"]
+                if "cpu_seconds" in out[enc] and "cpu_seconds" in out[f"{enc}-noverify"]:
+                    out[f"{enc}_verify_cpu_ratio"] = (
+                        out[enc]["cpu_seconds"] / out[f"{enc}-noverify"]["cpu_seconds"]
+                    )
         if not args.skip_imagededup and "cnn-noverify" in out:
             out["imagededup"] = imagededup_runs(
                 folders, set_truth, hard_set, f"bench-verify-{set_name}-cnn-noverify"
