@@ -308,7 +308,7 @@ def main():
                     out[f"{enc}_verify_cpu_ratio"] = (
                         out[enc]["cpu_seconds"] / out[f"{enc}-noverify"]["cpu_seconds"]
                     )
-        if not args.skip_imagededup and "cnn-noverify" in out:
+        if not args.skip_imagededup and "cnn-noverify" in wanted:
             out["imagededup"] = imagededup_runs(
                 folders, set_truth, hard_set, f"bench-verify-{set_name}-cnn-noverify"
             )

@@ -724,6 +724,7 @@ def _verify_settings(spec, threshold, method):
         "candidates_per_sample": CANDIDATES_PER_SAMPLE,
         "dihedral_bits": DIHEDRAL_BITS,
         "min_inliers": verify.MIN_INLIERS,
+        "min_inlier_ratio": verify.MIN_INLIER_RATIO,
         "min_coverage": verify.MIN_COVERAGE,
         "feature_size": verify.FEATURE_SIZE,
     }
