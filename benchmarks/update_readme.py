@@ -22,6 +22,7 @@ sys.path.insert(0, HERE)
 import bench_cnn  # noqa: E402
 import bench_cross  # noqa: E402
 import bench_dhash  # noqa: E402
+import bench_verify  # noqa: E402
 
 
 def _load(name):
@@ -58,6 +59,9 @@ def tables():
             out["BENCH_CNN_THRESHOLDS_TABLE"] = bench_cnn.markdown_sweep(cnn["quality"])
     if cross:
         out["BENCH_CROSS_TABLE"] = _with_command(bench_cross.markdown(cross), cross)
+    ver = _load("verify")
+    if ver:
+        out["BENCH_VERIFY_TABLE"] = _with_command(bench_verify.markdown(ver), ver)
     return out
 
 

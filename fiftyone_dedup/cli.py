@@ -223,6 +223,14 @@ def build_parser():
         "encoding: one more hash or inference per version)",
     )
     p.add_argument(
+        "--verify", choices=("orb", "none"), default="orb",
+        help="verify each candidate pair (default orb: local features and a "
+        "RANSAC-fitted transform must show the same picture or scene; "
+        "candidates come from a bound looser than --threshold and from "
+        "turned/mirrored hashes); none: every pair within --threshold is a "
+        "duplicate, as before",
+    )
+    p.add_argument(
         "--histogram", metavar="PNG",
         help="write a histogram of the match distances near the threshold "
         "as a PNG, to help choose a threshold",
@@ -623,6 +631,7 @@ def _run_locked(args, spec, threshold, dirs, progress, lock):
         model=None if spec.is_hash else args.model,
         batch_size=None if spec.is_hash else args.batch_size,
         device=args.device,
+        verify=args.verify,
         progress=progress,
         executor=args.executor,
         ray_address=args.ray_address,

@@ -793,6 +793,7 @@ def find_duplicates(
     model=None,
     batch_size=None,
     device="auto",
+    verify="orb",
     progress=None,
     executor="local",
     ray_address=None,
@@ -865,6 +866,14 @@ def find_duplicates(
             ``"efficientnet-lite0"``
         batch_size (None): CNN only: images per batch
         device ("auto"): CNN only: where the model runs
+        verify ("orb"): how candidate pairs are verified (see
+            :mod:`fiftyone_dedup.verify`): ``"orb"`` (local features and a
+            RANSAC-fitted transform: a pair is a duplicate only when the two
+            images show the same picture or scene; candidates come from a
+            bound looser than ``threshold`` and the turned/mirrored DHashes,
+            at most ``finder.CANDIDATES_PER_SAMPLE`` per sample), or
+            ``"none"`` (every pair within ``threshold`` is a duplicate: the
+            results of earlier versions)
         progress (None): ``None``, a bool, or a callable (see
             :mod:`fiftyone_dedup.progress`)
         executor ("local"): ``"local"``, or ``"ray"`` to encode and search on
@@ -909,6 +918,7 @@ def find_duplicates(
         ),
         save_views=save_views,
         histogram=histogram,
+        verify_method=verify,
         progress=progress,
     )
 
@@ -932,6 +942,7 @@ def find_cross_duplicates(
     write_reference=True,
     save_views=True,
     histogram=True,
+    verify="orb",
     progress=None,
     executor="local",
     ray_address=None,
@@ -971,6 +982,8 @@ def find_cross_duplicates(
             fields untouched
         save_views (True): save review views
         histogram (True): record the distance histogram
+        verify ("orb"): how candidate pairs are verified; ``"none"`` for
+            none (see :func:`find_duplicates`)
         progress (None): ``None``, a bool, or a callable
         executor ("local"): ``"local"`` or ``"ray"`` (see
             :func:`find_duplicates`)
@@ -1001,6 +1014,7 @@ def find_cross_duplicates(
         save_views=save_views,
         histogram=histogram,
         write_reference=write_reference,
+        verify_method=verify,
         progress=progress,
     )
 
@@ -1188,21 +1202,27 @@ def get_groups(samples, run_key=DEFAULT_RUN_KEY):
     Returns:
         a list of ``{"group", "keep": {"id", "filepath"}, "duplicates":
         [{"id", "filepath", "score"}]}`` dicts in group order, duplicates
-        nearest first
+        nearest first; duplicates of a verified run also have ``"inliers"``
+        (the verification score)
     """
     config = _require_run(samples, run_key)
     group_f, role_f, kept_f, score_f = _output_fields(run_key, config.metric)
+    inl_f = runs.output_field(run_key, runs.VERIFY_SUFFIX)
+    verified = inl_f in (config.output_fields or [])
     view = samples.exists(group_f)
-    ids, paths, gs, roles, scores = view.values(
-        ["id", "filepath", group_f, role_f, score_f]
+    ids, paths, gs, roles, scores, inliers = view.values(
+        ["id", "filepath", group_f, role_f, score_f] + ([inl_f] if verified else ["id"])
     )
     groups = {}
-    for sid, path, g, role, score in zip(ids, paths, gs, roles, scores):
+    for sid, path, g, role, score, inl in zip(ids, paths, gs, roles, scores, inliers):
         entry = groups.setdefault(g, {"group": g, "keep": None, "duplicates": []})
         if role == ROLE_KEPT:
             entry["keep"] = {"id": sid, "filepath": path}
         else:
-            entry["duplicates"].append({"id": sid, "filepath": path, "score": score})
+            dup = {"id": sid, "filepath": path, "score": score}
+            if verified:
+                dup["inliers"] = inl
+            entry["duplicates"].append(dup)
     reverse = config.metric == "cosine"
     out = []
     for g in sorted(groups):

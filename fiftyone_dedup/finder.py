@@ -52,6 +52,7 @@ from fiftyone_dedup import keep as keep_policies
 from fiftyone_dedup import review
 from fiftyone_dedup import runs
 from fiftyone_dedup import search
+from fiftyone_dedup import verify
 from fiftyone_dedup.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def find(
     save_views=True,
     histogram=True,
     write_reference=True,
+    verify_method=verify.DEFAULT_METHOD,
     progress=None,
 ):
     """Runs a duplicates search; see :func:`fiftyone_dedup.find_duplicates`
@@ -182,10 +184,18 @@ def find(
     else:
         mode = "within" if len(collections) == 1 else "union"
         parts = [_Part(c, "member") for c in collections]
+    verify_method = verify.validate_method(verify_method)
+    user_guard = guard_threshold
     threshold, guard_threshold = validate_options(
         spec, threshold, run_key, keep, priority, grouping_method, guard,
         guard_threshold, min_samples, tag, mode,
     )
+    verified = verify_method != "none"
+    settings = _verify_settings(spec, threshold, verify_method) if verified else None
+    # pairs are accepted up to the candidate bound when verified
+    accept = settings["candidate_threshold"] if verified else threshold
+    if verified and user_guard is None:
+        guard_threshold = accept
     encode_kwargs = dict(encode_kwargs or {})
     searcher = _ray_searcher(encode_kwargs)
     model_label = None
@@ -239,30 +249,42 @@ def find(
         _drop_query_overlap(parts)
 
     items = _Items(parts)
-    margin = HISTOGRAM_MARGIN[spec.metric] if histogram else 0
-    search_threshold = _widen(spec, threshold, margin)
-    keys, a, b, s, is_ref = _search(
-        spec, parts, items, mode, search_threshold, progress, searcher
-    )
-    # pairs of encodings stand for every pair of the samples holding them
-    multiplicity = np.bincount(keys, minlength=int(keys.max()) + 1 if len(keys) else 0)
-    weights = multiplicity[a] * multiplicity[b] if len(a) else np.zeros(0)
-    hist = None
-    if histogram:
-        identical = _identical_pairs(keys) if mode != "query" else 0
-        hist = _histogram(spec, s, weights, threshold, search_threshold, identical)
-    within = (s >= threshold) if spec.similarity else (s <= threshold)
-    a, b, s, weights = a[within], b[within], s[within], weights[within]
+    hist, inliers = None, None
+    if verified:
+        keys, a, b, s, is_ref, inliers, cand_s, cand_ok = _verified_search(
+            spec, parts, items, mode, settings, encode_kwargs.get("num_workers"),
+            progress,
+        )
+        weights = np.ones(len(a), dtype=np.int64)
+        if histogram:
+            hist = _histogram(
+                spec, cand_s, np.ones(len(cand_s)), threshold, accept,
+                verified=cand_ok,
+            )
+    else:
+        margin = HISTOGRAM_MARGIN[spec.metric] if histogram else 0
+        search_threshold = _widen(spec, threshold, margin)
+        keys, a, b, s, is_ref = _search(
+            spec, parts, items, mode, search_threshold, progress, searcher
+        )
+        # pairs of encodings stand for every pair of the samples holding them
+        multiplicity = np.bincount(keys, minlength=int(keys.max()) + 1 if len(keys) else 0)
+        weights = multiplicity[a] * multiplicity[b] if len(a) else np.zeros(0)
+        if histogram:
+            identical = _identical_pairs(keys) if mode != "query" else 0
+            hist = _histogram(spec, s, weights, threshold, search_threshold, identical)
+        within = (s >= threshold) if spec.similarity else (s <= threshold)
+        a, b, s, weights = a[within], b[within], s[within], weights[within]
 
     order = _keep_order(parts, items, keep, priority)
     clusters = None
-    if grouping_method == "near" and guard_threshold == threshold:
+    if grouping_method == "near" and guard_threshold == accept:
         groups = grouping.star_groups(
             keys, a, b, s, order, similarity=spec.similarity, cross_only=is_ref
         )
     else:
         if grouping_method == "dbscan":
-            eps = (1.0 - threshold) if spec.similarity else threshold
+            eps = (1.0 - accept) if spec.similarity else accept
             clusters = grouping.dbscan_labels(
                 keys, a, b, s, eps, min_samples=min_samples, similarity=spec.similarity
             )
@@ -286,6 +308,11 @@ def find(
     summary = _summary(parts, items, groups, keys, weights, mode)
     if searcher is not None:
         summary["search"] = dict(searcher.stats)
+    item_inliers = None
+    if verified:
+        summary["num_candidates"] = int(len(cand_ok))
+        summary["num_verified"] = int(np.count_nonzero(cand_ok))
+        item_inliers = _item_inliers(keys, a, b, inliers, groups)
     options = dict(
         encoder=spec.name, field=parts[0].field, metric=spec.metric, threshold=threshold,
         keep=keep_policies.describe(keep), grouping=grouping_method, tag=tag,
@@ -293,10 +320,12 @@ def find(
         min_samples=int(min_samples), priority=list(priority or []),
         model=model_label,
         invariance=invariance,
+        verify=verify_method,
+        verify_settings=settings,
     )
     results = _write(
         parts, items, groups, clusters, run_key, spec, options, summary, hist,
-        started, save_views, write_reference,
+        started, save_views, write_reference, item_inliers,
     )
     logger.info(
         "Found %d duplicate(s) in %d group(s) among %d sample(s)",
@@ -491,7 +520,7 @@ def _identical_pairs(keys):
     return int(np.sum(counts * (counts - 1) // 2))
 
 
-def _histogram(spec, scores, weights, threshold, search_threshold, identical=0):
+def _histogram(spec, scores, weights, threshold, search_threshold, identical=0, verified=None):
     # pairs of identical encodings are counted at distance 0 (similarity 1)
     if spec.is_hash:
         edges = np.arange(0, int(search_threshold) + 2) - 0.5
@@ -502,12 +531,33 @@ def _histogram(spec, scores, weights, threshold, search_threshold, identical=0):
     counts = np.rint(counts).astype(np.int64)
     if identical and len(counts):
         counts[0 if spec.is_hash else -1] += identical
-    return {
+    out = {
         "metric": spec.metric,
         "threshold": threshold,
         "edges": [float(e) for e in edges],
         "counts": [int(c) for c in counts],
     }
+    if verified is not None:
+        # candidates of a verified run: which passed verification
+        ok, _ = np.histogram(scores[verified], bins=edges)
+        out["verified"] = [int(c) for c in ok]
+        out["rejected"] = [int(c) - int(v) for c, v in zip(out["counts"], ok)]
+        # candidates from turned/mirrored hashes, beyond the encoder's window
+        beyond = (scores < edges[0]) | (scores > edges[-1])
+        out["verified_beyond"] = int(np.count_nonzero(beyond & verified))
+        out["rejected_beyond"] = int(np.count_nonzero(beyond & ~verified))
+    return out
+
+
+def _item_inliers(keys, a, b, inliers, groups):
+    # each duplicate's inlier count with the sample it points to
+    lookup = {}
+    for i, j, n in zip(a.tolist(), b.tolist(), inliers.tolist()):
+        lookup[(i, j)] = lookup[(j, i)] = n
+    out = np.full(len(keys), -1, dtype=np.int64)
+    for i in np.flatnonzero(groups.role == grouping.DUPLICATE):
+        out[i] = lookup.get((int(keys[i]), int(keys[groups.kept[i]])), -1)
+    return out
 
 
 def _keep_order(parts, items, keep, priority):
@@ -561,10 +611,12 @@ def _summary(parts, items, groups, keys, weights, mode):
 
 def _write(
     parts, items, groups, clusters, run_key, spec, options, summary, hist,
-    started, save_views, write_reference,
+    started, save_views, write_reference, item_inliers=None,
 ):
     multi = len({p.dataset.name for p in parts}) > 1 or options["mode"] == "query"
     fields = core._output_fields(run_key, spec.metric)
+    if item_inliers is not None:
+        fields.append(runs.output_field(run_key, runs.VERIFY_SUFFIX))
     if multi:
         fields += [runs.output_field(run_key, s) for s in runs.CROSS_SUFFIXES]
     if clusters is not None:
@@ -594,7 +646,10 @@ def _write(
         )
         target.register_run(run_key, config, overwrite=True, cleanup=True)
         in_ds = np.isin(items.part, part_idx)
-        _write_fields(dataset, items, groups, clusters, run_key, spec, in_ds, multi, options["tag"])
+        _write_fields(
+            dataset, items, groups, clusters, run_key, spec, in_ds, multi,
+            options["tag"], item_inliers,
+        )
         if views:
             review.save_views(target, run_key, views)
         summary_ds = dict(summary, seconds=round(time.time() - started, 3))
@@ -607,7 +662,9 @@ def _write(
     return first
 
 
-def _write_fields(dataset, items, groups, clusters, run_key, spec, mask, multi, tag):
+def _write_fields(
+    dataset, items, groups, clusters, run_key, spec, mask, multi, tag, item_inliers=None,
+):
     group_f, role_f, kept_f, score_f = core._output_fields(run_key, spec.metric)
     same = 1.0 if spec.similarity else 0
     values = {group_f: {}, role_f: {}, kept_f: {}, score_f: {}}
@@ -623,6 +680,9 @@ def _write_fields(dataset, items, groups, clusters, run_key, spec, mask, multi, 
     cluster_f = runs.output_field(run_key, "cluster")
     if clusters is not None:
         values[cluster_f] = {}
+    inl_f = runs.output_field(run_key, runs.VERIFY_SUFFIX)
+    if item_inliers is not None:
+        values[inl_f] = {}
     dup_ids = []
     for i in np.flatnonzero(mask):
         sid = items.ids[i]
@@ -644,12 +704,14 @@ def _write_fields(dataset, items, groups, clusters, run_key, spec, mask, multi, 
             values[cross_f][sid] = bool(across[i])
         if role == grouping.DUPLICATE:
             dup_ids.append(sid)
+            if item_inliers is not None:
+                values[inl_f][sid] = int(item_inliers[i])
 
     types = {
         group_f: fof.IntField, role_f: fof.StringField, kept_f: fof.StringField,
         score_f: fof.FloatField if spec.similarity else fof.IntField,
         kds_f: fof.StringField, kfp_f: fof.StringField, cluster_f: fof.IntField,
-        cross_f: fof.BooleanField,
+        cross_f: fof.BooleanField, inl_f: fof.IntField,
     }
     for name, vals in values.items():
         core._ensure_field(dataset, name, types[name])
@@ -657,3 +719,130 @@ def _write_fields(dataset, items, groups, clusters, run_key, spec, mask, multi, 
             dataset.set_values(name, vals, key_field="id")
     if tag and dup_ids:
         dataset.select(dup_ids).tag_samples(tag)
+
+
+#: candidates of a verified run: how far past ``threshold`` the encoder's own
+#: search looks, per metric (bits for hashes, similarity for embeddings)
+CANDIDATE_MARGIN = {"hamming": 10, "cosine": 0.25}
+
+#: the most candidates kept per sample (its nearest), so that the cost of
+#: verification grows linearly with the samples however alike they look
+CANDIDATES_PER_SAMPLE = 12
+
+#: the largest DHash distance between an image's turned or mirrored version
+#: and another image for the pair to be a candidate
+DIHEDRAL_BITS = 12
+
+
+def _verify_settings(spec, threshold, method):
+    return {
+        "method": method,
+        "candidate_threshold": _widen(spec, threshold, CANDIDATE_MARGIN[spec.metric]),
+        "candidates_per_sample": CANDIDATES_PER_SAMPLE,
+        "dihedral_bits": DIHEDRAL_BITS,
+        "min_inliers": verify.MIN_INLIERS,
+        "min_inlier_ratio": verify.MIN_INLIER_RATIO,
+        "min_coverage": verify.MIN_COVERAGE,
+        "feature_size": verify.FEATURE_SIZE,
+    }
+
+
+def _pair_scores(spec, x, y, a, b):
+    # the encoder's score of the pairs (x[a], y[b])
+    if spec.is_hash:
+        return np.bitwise_count(np.bitwise_xor(x[a], y[b])).astype(np.int32)
+    return np.minimum(np.einsum("ij,ij->i", x[a], y[b]), 1.0).astype(np.float32)
+
+
+def _candidates(spec, codes_q, codes_r, dihedral_q, ident_r, bound, cross, progress):
+    # the encoder's nearest within the looser bound, plus the nearest of
+    # each image's 7 turned/mirrored DHashes (flat images, DHash 0, have none)
+    k = CANDIDATES_PER_SAMPLE
+    with ProgressBar(
+        total=len(codes_q), progress=progress, label="Searching candidates",
+        iters_str="encodings",
+    ) as pb:
+        qa, rb, _ = search.knn_pairs(
+            codes_q, codes_r, k, bound, spec.metric, exclude_self=not cross,
+            progress=pb.update,
+        )
+    ok_q = np.flatnonzero(dihedral_q[:, 0] != 0) if len(dihedral_q) else np.zeros(0, np.int64)
+    if len(ok_q) and len(ident_r):
+        var = dihedral_q[ok_q, 1:].ravel()
+        owner = np.repeat(ok_q, 7)
+        vi, rj, _ = search.knn_pairs(var, ident_r, 2, DIHEDRAL_BITS, "hamming")
+        va = owner[vi]
+        if not cross:
+            keep = va != rj
+            va, rj = va[keep], rj[keep]
+        qa = np.r_[qa, va]
+        rb = np.r_[rb, rj]
+    if not cross:
+        qa, rb = np.minimum(qa, rb), np.maximum(qa, rb)
+    pairs = np.unique(np.stack([qa, rb], axis=1), axis=0) if len(qa) else np.zeros((0, 2), np.int64)
+    return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+
+
+def _features(items, num_workers, progress):
+    feats = [None] * len(items)
+    with ProgressBar(
+        total=len(items), progress=progress, label="Features for verification",
+        iters_str="images",
+    ) as pb:
+        for k, (f, _) in enumerate(pb(verify.files_features(items.paths, num_workers=num_workers))):
+            feats[k] = f
+    failed = [items.paths[k] for k, f in enumerate(feats) if f is None]
+    if failed:
+        logger.warning(
+            "%d image(s) could not be read for verification; they are not "
+            "called duplicates (first: %s); verify='none' uses the stored "
+            "encodings alone", len(failed), failed[0],
+        )
+    dihedral = np.zeros((len(items), 8), dtype=np.uint64)
+    for k, f in enumerate(feats):
+        if f is not None:
+            dihedral[k] = f.dihedral
+    return feats, dihedral
+
+
+def _verified_search(spec, parts, items, mode, settings, num_workers, progress):
+    """Candidates, then verification; every item its own key.
+
+    Returns:
+        ``(keys, a, b, s, is_ref, inliers, cand_s, verified)``: the verified
+        pairs with their encoder scores and inlier counts, and every
+        candidate's score and whether it was verified (for the histogram)
+    """
+    feats, dihedral = _features(items, num_workers, progress)
+    bound = settings["candidate_threshold"]
+    keys = np.arange(len(items), dtype=np.int64)
+    if mode != "query":
+        codes = _stack(spec, [p.encodings for p in parts])
+        a, b = _candidates(spec, codes, codes, dihedral, dihedral[:, 0], bound, False, progress)
+        s = _pair_scores(spec, codes, codes, a, b)
+        is_ref = None
+        fa, fb = a, b
+    else:
+        is_ref = np.array([parts[p].role == "reference" for p in items.part], dtype=bool)
+        qidx, ridx = np.flatnonzero(~is_ref), np.flatnonzero(is_ref)
+        q = _stack(spec, [p.encodings for p in parts if p.role == "query"])
+        r = _stack(spec, [p.encodings for p in parts if p.role == "reference"])
+        qa, rb = _candidates(spec, q, r, dihedral[qidx], dihedral[ridx, 0], bound, True, progress)
+        s = _pair_scores(spec, q, r, qa, rb)
+        # one key space: query items first, then reference items
+        order = np.r_[qidx, ridx]
+        keys = np.empty(len(items), dtype=np.int64)
+        keys[order] = np.arange(len(items))
+        fa, fb = qidx[qa], ridx[rb]
+        a, b = qa, rb + len(qidx)
+    with ProgressBar(
+        total=len(a), progress=progress, label="Verifying candidates", iters_str="pairs"
+    ) as pb:
+        inliers = verify.verify_pairs(feats, fa, fb, progress=pb.update)
+    ok = inliers >= 0
+    logger.info(
+        "Verification: %d of %d candidate pair(s) show the same picture",
+        int(ok.sum()), len(a),
+    )
+    return keys, a[ok], b[ok], s[ok], is_ref, inliers[ok], s, ok
+

@@ -369,6 +369,22 @@ def _keep_input(ctx, inputs, view):
             prop.error_message = "Give at least one dataset name or folder"
 
 
+def _verify_input(inputs):
+    choices = types.RadioGroup()
+    choices.add_choice(
+        "orb", label="Verify",
+        description="Only pairs whose local features fit one transform (the same picture or scene)",
+    )
+    choices.add_choice(
+        "none", label="Off", description="Every pair within the threshold (faster)",
+    )
+    inputs.enum(
+        "verify", choices.values(), default="orb", label="Verification",
+        description="Check each candidate pair before calling it a duplicate",
+        view=choices,
+    )
+
+
 def _grouping_inputs(ctx, inputs, spec):
     """Advanced grouping choices: method, chain guard, invariance."""
     inputs.bool(
@@ -744,6 +760,7 @@ class FindDuplicates(foo.Operator):
         invariance=None,
         tag=core.DEFAULT_TAG,
         model=None,
+        verify="orb",
         delegate=False,
     ):
         """Finds duplicates through the operator (see
@@ -765,6 +782,8 @@ class FindDuplicates(foo.Operator):
             tag ("duplicate"): the tag for duplicates
             model (None): CNN: the model name or embeddings field; defaults
                 to ``"efficientnet-lite0"``
+            verify ("orb"): ``"orb"`` or ``"none"`` (see
+                :func:`fiftyone_dedup.core.find_duplicates`)
             delegate (False): schedule instead of running now
 
         Returns:
@@ -787,6 +806,7 @@ class FindDuplicates(foo.Operator):
             "guard": guard,
             "min_samples": min_samples,
             "invariance": invariance or "none",
+            "verify": verify or "none",
         }
         if priority:
             params["priority"] = list(priority)
@@ -807,6 +827,7 @@ class FindDuplicates(foo.Operator):
         if view is not None:
             spec = _encoder_inputs(ctx, inputs)
             _threshold_input(ctx, inputs, spec)
+            _verify_input(inputs)
             if not spec.is_hash:
                 _model_input(ctx, inputs, view)
             _keep_input(ctx, inputs, view)
@@ -859,6 +880,7 @@ class FindDuplicates(foo.Operator):
                 keep=params.get("keep") or "first",
                 priority=params.get("priority"),
                 tag=params.get("tag", core.DEFAULT_TAG),
+                verify=params.get("verify") or "orb",
                 progress=progress,
                 **_grouping_params(params, spec),
                 **_executor_params(params),

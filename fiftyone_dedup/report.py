@@ -60,6 +60,7 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
                 {
                     "path": os.path.abspath(d["filepath"]),
                     score_name: d["score"],
+                    **({"inliers": d["inliers"]} if "inliers" in d else {}),
                     "cross": cross,
                     "source_dir": source.get(d["id"]),
                 }
@@ -85,6 +86,8 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
         "model": getattr(results.config, "model", None),
         "threshold": threshold,
         "metric": spec.metric,
+        "verify": getattr(results.config, "verify", None),
+        "verify_settings": getattr(results.config, "verify_settings", None),
         "dataset": dataset.name,
         "run_key": results.key,
         "dirs": list(dirs or []),

@@ -102,6 +102,10 @@ def summary_lines(summary):
 
 
 def _xlabel(histogram):
+    if "verified" in histogram:
+        if histogram["metric"] == "cosine":
+            return "cosine similarity of candidate pairs"
+        return "Hamming distance of candidate pairs (bits)"
     if histogram["metric"] == "cosine":
         return "cosine similarity of matched pairs"
     return "Hamming distance of matched pairs (bits)"
@@ -149,20 +153,35 @@ def save_histogram_png(histogram, path, title=None):
         (c >= t) if histogram["metric"] == "cosine" else (c <= t) for c in centers
     ]
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-    ax.bar(
-        centers, counts, width=[w * 0.9 for w in widths],
-        color=["#d9534f" if i else "#999999" for i in inside],
-    )
+    bar_w = [w * 0.9 for w in widths]
+    if "verified" in histogram:
+        # a verified run: its candidates, verified and rejected
+        ok, bad = histogram["verified"], histogram["rejected"]
+        ax.bar(centers, ok, width=bar_w, color=VERIFIED_COLOR, label="verified")
+        ax.bar(centers, bad, width=bar_w, bottom=ok, color=REJECTED_COLOR, label="rejected")
+        ax.legend(loc="upper left")
+        default_title = "Candidate pairs: verified and rejected"
+    else:
+        ax.bar(
+            centers, counts, width=bar_w,
+            color=["#d9534f" if i else "#999999" for i in inside],
+        )
+        default_title = "Pairs near the threshold (red: matched)"
     ax.axvline(t, color="black", linestyle="--", linewidth=1)
     ax.text(t, max(counts or [1]) * 0.95, f" threshold {t}", va="top")
     ax.set_xlabel(_xlabel(histogram))
     ax.set_ylabel("pairs")
-    ax.set_title(title or "Pairs near the threshold (red: matched)")
+    ax.set_title(title or default_title)
     fig.tight_layout()
     # the mark that lets a later run overwrite this file, and no other PNG
     fig.savefig(path, metadata={"Software": HISTOGRAM_SOFTWARE})
     plt.close(fig)
     return path
+
+
+#: colours of verified and rejected candidate pairs
+VERIFIED_COLOR = "#2c7fb8"
+REJECTED_COLOR = "#f0a040"
 
 
 def histogram_figure(histogram):
@@ -181,9 +200,19 @@ def histogram_figure(histogram):
         "#d9534f" if ((c >= t) if histogram["metric"] == "cosine" else (c <= t)) else "#999999"
         for c in centers
     ]
+    if "verified" in histogram:
+        data = [
+            {"type": "bar", "x": centers, "y": histogram["verified"], "name": "verified",
+             "marker": {"color": VERIFIED_COLOR}},
+            {"type": "bar", "x": centers, "y": histogram["rejected"], "name": "rejected",
+             "marker": {"color": REJECTED_COLOR}},
+        ]
+    else:
+        data = [{"type": "bar", "x": centers, "y": counts, "marker": {"color": colors}}]
     return {
-        "data": [{"type": "bar", "x": centers, "y": counts, "marker": {"color": colors}}],
+        "data": data,
         "layout": {
+            "barmode": "stack",
             "xaxis": {"title": _xlabel(histogram)},
             "yaxis": {"title": "pairs"},
             "shapes": [

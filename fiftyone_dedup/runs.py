@@ -30,6 +30,11 @@ SCORE_SUFFIXES = {"hamming": "distance", "cosine": "similarity"}
 #: collections
 CROSS_SUFFIXES = ("kept_dataset", "kept_filepath", "cross")
 
+#: the field of a verified run holding each duplicate's verification score
+#: (RANSAC inliers with its kept sample; 0 for textureless images matched by
+#: their thumbnails)
+VERIFY_SUFFIX = "inliers"
+
 
 def output_field(run_key, suffix):
     """The name of a per-sample field written by a run.
@@ -71,6 +76,9 @@ class DedupRunConfig(fors.RunConfig):
             (``"efficientnet-lite0"``, ``"zoo:<name>"``, ...), or
             ``"field:<name>"`` for embeddings used as found
         invariance (None): the flip/rotation invariance used, if any
+        verify (None): the verification method (``"orb"``), or ``"none"``
+        verify_settings (None): for verified runs, what decided: the
+            candidate bound, candidates per sample, inliers needed, ...
         saved_views (None): the saved views the run created
         **kwargs: other JSON-serializable parameters
     """
@@ -94,6 +102,8 @@ class DedupRunConfig(fors.RunConfig):
         priority=None,
         model=None,
         invariance=None,
+        verify=None,
+        verify_settings=None,
         saved_views=None,
         **kwargs,
     ):
@@ -116,6 +126,8 @@ class DedupRunConfig(fors.RunConfig):
         self.priority = list(priority or [])
         self.model = model
         self.invariance = invariance
+        self.verify = verify
+        self.verify_settings = verify_settings
         self.saved_views = list(saved_views or [])
 
 

@@ -118,7 +118,7 @@ def test_chain_of_near_matches_keeps_both_ends():
     c = ((1 << 16) - 1)  # 8 bits from b, 16 from a
     ds = _hash_dataset(hashing.codes_to_hex([a, b, c]))
     try:
-        fod.find_duplicates(ds, threshold=10, compute=False)
+        fod.find_duplicates(ds, threshold=10, compute=False, verify="none")
         roles = ds.values("dedup_role")
         assert roles == ["kept", "duplicate", None]
         assert ds.values("dedup_distance") == [0, 8, None]
@@ -132,7 +132,7 @@ def test_identical_hashes_group_in_linear_memory():
     n = 5000
     ds = _hash_dataset(["00ff00ff00ff00ff"] * n + ["ffffffffffffffff"])
     try:
-        r = fod.find_duplicates(ds, threshold=4, compute=False)
+        r = fod.find_duplicates(ds, threshold=4, compute=False, verify="none")
         assert r.summary["num_groups"] == 1
         assert r.summary["num_duplicates"] == n - 1
         assert r.summary["num_pairs"] == n * (n - 1) // 2
@@ -145,7 +145,7 @@ def test_run_record_loads_in_a_fresh_process(folder):
     ds = _dataset(folder["originals"] + [c for _, c in folder["planted"]])
     ds.persistent = True
     try:
-        fod.find_duplicates(ds, threshold=8, run_key="dd")
+        fod.find_duplicates(ds, threshold=8, run_key="dd", verify="none")
         code = f"""
 import json, fiftyone as fo, fiftyone_dedup as fod
 ds = fo.load_dataset({ds.name!r})
@@ -172,17 +172,17 @@ print(json.dumps({{"runs": fod.list_runs(ds), "cls": type(r).__name__,
 def test_rerun_replaces_and_delete_cleans_up(folder):
     ds = _dataset(folder["originals"] + [c for _, c in folder["planted"]])
     try:
-        fod.find_duplicates(ds, threshold=10)
+        fod.find_duplicates(ds, threshold=10, verify="none")
         n_dups = len(ds.match_tags("duplicate"))
         assert n_dups == len(folder["planted"])
         # the same key with another threshold replaces the run
-        r = fod.find_duplicates(ds, threshold=0)
+        r = fod.find_duplicates(ds, threshold=0, verify="none")
         assert ds.get_run_info("dedup").config.threshold == 0
         assert len(ds.match_tags("duplicate")) == r.summary["num_duplicates"] < n_dups
         assert len(ds.exists("dedup_group")) == r.summary["num_groups"] * 2
         # a second key adds a run; its duplicates keep their tag when the
         # first run is deleted
-        fod.find_duplicates(ds, threshold=10, run_key="loose")
+        fod.find_duplicates(ds, threshold=10, run_key="loose", verify="none")
         assert fod.list_runs(ds) == ["dedup", "loose"]
         fod.delete_run(ds, "dedup")
         assert fod.list_runs(ds) == ["loose"]

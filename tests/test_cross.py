@@ -193,7 +193,8 @@ def test_dbscan_grouping_equals_scikit_learn(min_samples):
     ds = _codes_dataset(codes)
     try:
         fod.find_duplicates(
-            ds, threshold=8, compute=False, grouping="dbscan", min_samples=min_samples
+            ds, threshold=8, compute=False, grouping="dbscan", min_samples=min_samples,
+            verify="none",
         )
         ours = [-1 if c is None else c for c in ds.values("dedup_cluster")]
         dist = _dist_matrix(codes)
@@ -212,7 +213,10 @@ def test_guards_bound_group_spread(grouping, guard):
     ds = _codes_dataset(codes)
     try:
         threshold = 10
-        fod.find_duplicates(ds, threshold=threshold, compute=False, grouping=grouping, guard=guard)
+        fod.find_duplicates(
+            ds, threshold=threshold, compute=False, grouping=grouping, guard=guard,
+            verify="none",
+        )
         dist = _dist_matrix(codes)
         groups = np.array([-1 if g is None else g for g in ds.values("dedup_group")])
         roles = ds.values("dedup_role")
@@ -251,7 +255,7 @@ def test_histogram_counts_pairs_near_the_threshold(tmp_path):
     codes = _planted_codes(seed=3)
     ds = _codes_dataset(codes)
     try:
-        r = fod.find_duplicates(ds, threshold=8, compute=False)
+        r = fod.find_duplicates(ds, threshold=8, compute=False, verify="none")
         h = r.histogram
         assert h["metric"] == "hamming" and h["threshold"] == 8
         dist = _dist_matrix(codes)
@@ -282,13 +286,15 @@ def test_flip_invariance_matches_mirrored_copies(tmp_path):
     paths += [helpers.save(helpers.photo(5), str(tmp_path / "p5.jpg")), rot]
     ds = _ds(paths)
     try:
-        plain = fod.find_duplicates(ds, run_key="plain")
+        plain = fod.find_duplicates(ds, run_key="plain", verify="none")
         assert plain.summary["num_duplicates"] == 0
-        flip = fod.find_duplicates(ds, run_key="flip", invariance="flip")
+        flip = fod.find_duplicates(ds, run_key="flip", invariance="flip", verify="none")
         assert set(ds.match(F("flip_role") == "duplicate").values("filepath")) == set(mirrored)
         assert ds.get_run_info("flip").config.invariance == "flip"
         assert ds.has_sample_field("dhash_variants")
-        both = fod.find_duplicates(ds, run_key="dihedral", invariance="dihedral")
+        both = fod.find_duplicates(
+            ds, run_key="dihedral", invariance="dihedral", verify="none"
+        )
         assert both.summary["num_duplicates"] == len(mirrored) + 1
         assert ds.one(F("filepath") == rot)["dihedral_role"] == "duplicate"
     finally:
