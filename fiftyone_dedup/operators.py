@@ -7,6 +7,7 @@ when they run immediately; delegated (scheduled) runs report progress through
 through ``foo.execute_operator`` and returns the run's summary.
 """
 
+import errno
 import logging
 import os
 import queue
@@ -1446,10 +1447,17 @@ def _folder_problem(dataset, value):
     parent = path
     while not os.path.lexists(parent):
         parent = os.path.dirname(parent)
+    # the messages of the move itself (actions._ensure_writable_dir)
     if not os.path.isdir(parent):
-        return f"Cannot write to the duplicates folder {path}: {parent} is not a folder"
+        return (
+            f"Cannot write to the duplicates folder {path}: "
+            f"{os.strerror(errno.ENOTDIR)} ({parent} is not a folder)"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
-        return f"Cannot write to the duplicates folder {path}: {parent} is not writable"
+        return (
+            f"Cannot write to the duplicates folder {path}: "
+            f"{os.strerror(errno.EACCES)} ({parent} is not writable)"
+        )
     return None
 
 
@@ -1796,10 +1804,13 @@ OPERATORS = (
 
 
 def register(p):
-    """Registers the plugin's operators.
+    """Registers the plugin's operators and its review panel.
 
     Args:
         p: the ``PluginContext``
     """
+    from fiftyone_dedup.review_panel import ReviewPanel
+
     for cls in OPERATORS:
         p.register(cls)
+    p.register(ReviewPanel)
