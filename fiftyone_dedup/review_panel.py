@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 #: the panel's name (``panels:`` in fiftyone.yml)
 PANEL_NAME = "dedup_review"
 
+#: the operator the panel's move button opens (its decisions drive it)
+MOVE_OPERATOR = "@fiftyone_dedup/dedup/move_duplicates"
+
 _DECISION_TEXT = {
     core.ROLE_DUPLICATE: "duplicate: moves with the next move",
     decisions.ROLE_NOT_DUPLICATE: "not a duplicate: never moves",
@@ -27,6 +30,11 @@ _DECISION_TEXT = {
 def media_url(path):
     """The App server's address of a local image file."""
     return "/media?filepath=" + urllib.parse.quote(path, safe="")
+
+
+def _image(stack, name, path):
+    """An image file shown at up to 320 pixels high, served by the App."""
+    stack.str(name, default=media_url(path), view=types.ImageView(height="320px", alt=path))
 
 
 def _newest_run(dataset):
@@ -143,21 +151,21 @@ class ReviewPanel(foo.Panel):
                  params={"decision": "accept"})
         bulk.btn("reject_all", label="Reject all groups", on_click=self.decide_all,
                  params={"decision": "reject"})
+        bulk.btn("move", label="Move duplicates...", on_click=MOVE_OPERATOR, prompt=True,
+                 params={"run_key": run_key}, variant="contained")
         kept = g["kept"]
         for j, d in enumerate(g["duplicates"]):
             pair = panel.h_stack(f"pair_{j}", gap=2, align_y="top")
             left = pair.v_stack(f"kept_side_{j}", gap=1)
             if kept is not None:
                 left.md(f"**Kept**: `{os.path.basename(kept['filepath'])}`", name=f"kept_name_{j}")
-                ctx.panel.state.set(f"kept_img_{j}", media_url(kept["filepath"]))
-                left.img(f"kept_img_{j}", height="280px", alt_text=kept["filepath"])
+                _image(left, f"kept_img_{j}", kept["filepath"])
             else:  # cross-dataset: the kept sample is in another dataset
                 other = d.get("kept_filepath")
                 left.md(f"**Kept** (in `{d.get('kept_dataset')}`): `{os.path.basename(other or '?')}`",
                         name=f"kept_name_{j}")
                 if other:
-                    ctx.panel.state.set(f"kept_img_{j}", media_url(other))
-                    left.img(f"kept_img_{j}", height="280px", alt_text=other)
+                    _image(left, f"kept_img_{j}", other)
             right = pair.v_stack(f"dup_side_{j}", gap=1)
             evidence = "".join(f", {k}: {v}" for k, v in d["evidence"].items())
             right.md(
@@ -165,8 +173,7 @@ class ReviewPanel(foo.Panel):
                 f"`{os.path.basename(d['filepath'])}`  \nscore {d['score']}{evidence}",
                 name=f"dup_name_{j}",
             )
-            ctx.panel.state.set(f"dup_img_{j}", media_url(d["filepath"]))
-            right.img(f"dup_img_{j}", height="280px", alt_text=d["filepath"])
+            _image(right, f"dup_img_{j}", d["filepath"])
             actions = right.h_stack(f"dup_actions_{j}", gap=1)
             for decision, label in (
                 (decisions.KEEP, "Keep this one instead"),

@@ -7,6 +7,7 @@ Uses the App server, browser and dataset fixtures of
 """
 
 import os
+import re
 
 import pytest
 
@@ -15,6 +16,7 @@ from fiftyone_dedup import actions
 from fiftyone_dedup import locks
 from fiftyone_dedup import models
 
+import appbrowser
 import helpers
 from test_app_browser import app, app_server, browser, folder, make_dataset  # noqa: F401
 
@@ -126,9 +128,18 @@ def test_cross_search_warns_before_replacing_another_datasets_run(
 
 
 def _open_panel(app):
-    app.page.locator('[data-cy="new-panel-btn"]').first.click()
-    app.page.locator('[data-cy="new-panel-option-dedup_review"]').click()
+    """Opens the review panel (the App reopens it by itself after a reload)."""
+    try:
+        app.wait_for_text("Previous group", timeout=10_000)
+    except Exception:  # noqa: BLE001 - not open yet
+        app.page.locator('[data-cy="new-panel-btn"]').first.click()
+        app.page.locator('[data-cy="new-panel-option-dedup_review"]').click()
     app.wait_for_text("Group 1 of")
+    # the images load from the App's media route
+    app.page.wait_for_function(
+        "() => { const imgs = [...document.querySelectorAll('img[src^=\"/media\"]')];"
+        " return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }"
+    )
 
 
 def test_review_panel_decisions_drive_the_move(app, make_dataset, tmp_path):
@@ -147,12 +158,13 @@ def test_review_panel_decisions_drive_the_move(app, make_dataset, tmp_path):
     app.screenshot("panel")
 
     def go_to(index):
-        for _ in range(len(groups)):
-            if app.page.get_by_text(f"Group {index + 1} of {len(groups)}").count():
-                return
+        n = len(groups)
+        shown = app.page.get_by_text(re.compile(rf"Group \d+ of {n}")).first.inner_text()
+        at = int(re.search(r"Group (\d+) of", shown).group(1))
+        while at != index + 1:
             app.page.get_by_role("button", name="Next group").click()
-            app.page.wait_for_timeout(300)
-        raise AssertionError(f"never reached group {index + 1}")
+            at = at % n + 1
+            app.wait_for_text(f"Group {at} of {n}")
 
     def click(label):
         app.page.get_by_role("button", name=label).first.click()
@@ -179,7 +191,10 @@ def test_review_panel_decisions_drive_the_move(app, make_dataset, tmp_path):
     app.wait_for_text("not a duplicate: never moves")
 
     # the move honours them
-    form = app.open_operator("move_duplicates")
+    app.page.get_by_role("button", name="Move duplicates...").click()
+    modal = app.page.locator('[data-cy="operators-prompt-modal"]')
+    modal.wait_for()
+    form = appbrowser.OperatorForm(app, modal)
     form.fill("Duplicates folder", dup)
     form.has_text(f"2 image(s) will move to {dup}; 0 will not")
     form.check("Move these files")
