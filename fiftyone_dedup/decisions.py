@@ -237,3 +237,69 @@ def review_groups(samples, run_key=core.DEFAULT_RUN_KEY):
         missing = float("-inf") if reverse else float("inf")
         entry["duplicates"].sort(key=lambda d: missing if d["score"] is None else d["score"], reverse=reverse)
     return [groups[g] for g in sorted(groups)]
+
+
+def _inside(score, threshold, metric):
+    return score >= threshold if metric == "cosine" else score <= threshold
+
+
+def threshold_preview(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
+    """What a stricter threshold would leave of a run, from the scores it
+    recorded (nothing is encoded or searched again).
+
+    Only thresholds at or inside the run's own can be previewed: pairs past
+    it were not recorded per sample.
+
+    Args:
+        samples: the dataset (or a view) the run is on
+        threshold: a Hamming distance (hashes) or a minimum cosine
+            similarity (CNN)
+        run_key ("dedup"): the run
+
+    Returns:
+        a dict: ``threshold``, ``num_duplicates`` and ``num_groups`` (what
+        would remain), ``num_dropped`` (duplicates that would become "not a
+        duplicate") and ``dropped`` (their ids)
+
+    Raises:
+        ValueError: for a threshold looser than the run's
+    """
+    config = core._require_run(samples, run_key)
+    metric = config.metric
+    if not _inside(threshold, config.threshold, metric) and threshold != config.threshold:
+        raise ValueError(
+            f"The run recorded matches up to {config.threshold}: a preview needs a "
+            f"threshold {'at least' if metric == 'cosine' else 'at most'} that, got "
+            f"{threshold}; run the search again for a looser one"
+        )
+    group_f, role_f, _, score_f = core._output_fields(run_key, metric)
+    view = samples._root_dataset.match(F(role_f) == core.ROLE_DUPLICATE)
+    ids, groups, scores = view.values(["id", group_f, score_f])
+    kept = [(i, g) for i, g, s in zip(ids, groups, scores) if s is not None and _inside(s, threshold, metric)]
+    dropped = sorted(set(ids) - {i for i, _ in kept})
+    return {
+        "threshold": threshold,
+        "num_duplicates": len(kept),
+        "num_groups": len({g for _, g in kept}),
+        "num_dropped": len(dropped),
+        "dropped": dropped,
+    }
+
+
+def apply_threshold(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
+    """Applies a stricter threshold from the recorded scores: duplicates
+    past it are decided "not a duplicate" (see :func:`threshold_preview`).
+
+    Args:
+        samples: the dataset (or a view) the run is on
+        threshold: the stricter threshold
+        run_key ("dedup"): the run
+
+    Returns:
+        the saved results (``summary["review_threshold"]`` records it)
+    """
+    preview = threshold_preview(samples, threshold, run_key=run_key)
+    results = decide_many(samples, {i: NOT_DUPLICATE for i in preview["dropped"]}, run_key=run_key)
+    results.summary["review_threshold"] = threshold
+    results.save()
+    return results

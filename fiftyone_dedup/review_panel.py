@@ -74,6 +74,7 @@ class ReviewPanel(foo.Panel):
     def on_change_run(self, ctx):
         ctx.panel.state.run_key = ctx.params.get("value")
         ctx.panel.state.index = 0
+        ctx.panel.state.threshold = None
 
     def _step(self, ctx, delta):
         _, groups = self._groups(ctx)
@@ -119,6 +120,45 @@ class ReviewPanel(foo.Panel):
             f"All groups {decision}ed",
         )
 
+    def on_threshold(self, ctx):
+        ctx.panel.state.threshold = ctx.params.get("value")
+
+    def apply_threshold(self, ctx):
+        run_key, t = ctx.panel.state.run_key, ctx.panel.state.threshold
+        self._apply(
+            ctx, lambda: decisions.apply_threshold(ctx.dataset, t, run_key=run_key),
+            f"Threshold {t} applied",
+        )
+
+    def _threshold_inputs(self, ctx, panel, run_key):
+        """A slider over the recorded scores, with the counts it would leave."""
+        config = ctx.dataset.get_run_info(run_key).config
+        cosine = config.metric == "cosine"
+        t = ctx.panel.state.threshold
+        if t is None:
+            t = config.threshold
+        lo, hi = (config.threshold, 1.0) if cosine else (0, config.threshold)
+        panel.float(
+            "threshold", default=t, min=lo, max=hi,
+            label="Minimum similarity" if cosine else "Threshold (bits)",
+            description="Stricter than the run's: regroups from the recorded scores, nothing is recomputed",
+            view=types.SliderView(step=0.01 if cosine else 1),
+            on_change=self.on_threshold,
+        )
+        try:
+            p = decisions.threshold_preview(ctx.dataset, t, run_key=run_key)
+        except ValueError as e:
+            panel.md(str(e), name="threshold_preview")
+            return
+        row = panel.h_stack("threshold_row", gap=2, align_y="center")
+        row.md(
+            f"At {t}: **{p['num_duplicates']} duplicate(s) in {p['num_groups']} group(s)**, "
+            f"{p['num_dropped']} fewer",
+            name="threshold_preview",
+        )
+        # always enabled: the App keeps a button's first disabled state
+        row.btn("apply_threshold", label="Apply threshold", on_click=self.apply_threshold)
+
     def render(self, ctx):
         panel = types.Object()
         keys = core.list_runs(ctx.dataset) if ctx.dataset else []
@@ -153,6 +193,7 @@ class ReviewPanel(foo.Panel):
                  params={"decision": "reject"})
         bulk.btn("move", label="Move duplicates...", on_click=MOVE_OPERATOR, prompt=True,
                  params={"run_key": run_key}, variant="contained")
+        self._threshold_inputs(ctx, panel, run_key)
         kept = g["kept"]
         for j, d in enumerate(g["duplicates"]):
             pair = panel.h_stack(f"pair_{j}", gap=2, align_y="top")

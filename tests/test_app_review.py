@@ -204,3 +204,39 @@ def test_review_panel_decisions_drive_the_move(app, make_dataset, tmp_path):
     assert os.path.isfile(pairs[0][1])  # not a duplicate: stays
     assert not os.path.exists(pairs[1][0]) and os.path.isfile(pairs[1][1])
     assert not os.path.exists(pairs[2][1]) and os.path.isfile(pairs[2][0])
+
+
+def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_path):
+    images = str(tmp_path / "imgs")
+    paths = []
+    # copies at different distances: re-encoded (0 bits), brightened (2-3)
+    stronger = lambda img: helpers.brighter(img, 1.6)  # noqa: E731
+    for i, edit in enumerate((helpers.jpeg, stronger, stronger)):
+        img = helpers.photo(i).resize((160, 120))
+        paths.append(helpers.save(img, os.path.join(images, f"p{i}.png")))
+        paths.append(helpers.save(edit(img), os.path.join(images, "copies", f"p{i}_copy.png")))
+    ds = make_dataset(paths)
+    fod.find_duplicates(ds, encoder="dhash", threshold=10, num_workers=0)
+    scores = [d["score"] for g in fod.review_groups(ds) for d in g["duplicates"]]
+    assert len(scores) == 3
+    left = sum(1 for s in scores if s <= 0)
+    assert 0 < left < 3, scores
+
+    app.open_dataset(ds.name)
+    app.wait_for_grid(len(ds))
+    _open_panel(app)
+    app.wait_for_text("At 10: 3 duplicate(s) in 3 group(s), 0 fewer")
+    # the panel's slider (the grid has sliders of its own)
+    slider = app.page.locator(
+        "xpath=//*[contains(text(), 'Stricter than the run')]/following::input[@type='range'][1]"
+    )
+    slider.focus()
+    slider.press("Home")
+    app.wait_for_text(f"At 0: {left} duplicate(s) in {left} group(s), {3 - left} fewer")
+    app.screenshot("slider-preview")
+    ds.reload()
+    assert len(ds.match_tags("duplicate")) == 3  # a preview changes nothing
+    app.page.get_by_role("button", name="Apply threshold").click()
+    app.wait_for_notification("Threshold 0 applied")
+    ds.reload()
+    assert len(ds.match_tags("duplicate")) == left

@@ -99,3 +99,23 @@ def test_bad_decisions_are_refused_with_a_message(curated):
     with pytest.raises(ValueError, match="not in a group"):
         fod.decide(ds, "0" * 24, "accept")
     assert decisions.DECISIONS == ("accept", "not_duplicate", "keep")
+
+
+def test_a_stricter_threshold_regroups_from_the_recorded_scores(curated):
+    ds, pairs, _ = curated
+    groups = fod.review_groups(ds)
+    scores = sorted(d["score"] for g in groups for d in g["duplicates"])
+    strictest = scores[0]
+    preview = decisions.threshold_preview(ds, strictest)
+    expected = sum(1 for s in scores if s <= strictest)
+    assert preview["num_duplicates"] == expected
+    assert preview["num_dropped"] == len(scores) - expected
+    # nothing changed by a preview
+    assert len(ds.match_tags("duplicate")) == len(scores)
+    with pytest.raises(ValueError, match="recorded matches up to 10"):
+        decisions.threshold_preview(ds, 12)
+
+    decisions.apply_threshold(ds, strictest)
+    ds.reload()
+    assert len(ds.match_tags("duplicate")) == expected
+    assert fod.load_run(ds).summary["review_threshold"] == strictest
