@@ -33,8 +33,8 @@ def media_url(path):
 
 
 def _image(stack, name, path):
-    """An image file shown at up to 320 pixels high, served by the App."""
-    stack.str(name, default=media_url(path), view=types.ImageView(height="320px", alt=path))
+    """An image file at its column's width (its aspect kept), served by the App."""
+    stack.str(name, default=media_url(path), view=types.ImageView(width="100%", alt=path))
 
 
 def _newest_run(dataset):
@@ -101,7 +101,7 @@ class ReviewPanel(foo.Panel):
         run_key = ctx.panel.state.run_key
         self._apply(
             ctx, lambda: decisions.decide(ctx.dataset, sid, decision, run_key=run_key),
-            f"Sample {sid}: {decision.replace('_', ' ')}",
+            f"{ctx.params.get('name') or sid}: {decision.replace('_', ' ')}",
         )
 
     def decide_group(self, ctx):
@@ -197,7 +197,7 @@ class ReviewPanel(foo.Panel):
         kept = g["kept"]
         for j, d in enumerate(g["duplicates"]):
             pair = panel.h_stack(f"pair_{j}", gap=2, align_y="top")
-            left = pair.v_stack(f"kept_side_{j}", gap=1)
+            left = pair.v_stack(f"kept_side_{j}", gap=1, space=6)
             if kept is not None:
                 left.md(f"**Kept**: `{os.path.basename(kept['filepath'])}`", name=f"kept_name_{j}")
                 _image(left, f"kept_img_{j}", kept["filepath"])
@@ -207,7 +207,7 @@ class ReviewPanel(foo.Panel):
                         name=f"kept_name_{j}")
                 if other:
                     _image(left, f"kept_img_{j}", other)
-            right = pair.v_stack(f"dup_side_{j}", gap=1)
+            right = pair.v_stack(f"dup_side_{j}", gap=1, space=6)
             evidence = "".join(f", {k}: {v}" for k, v in d["evidence"].items())
             right.md(
                 f"**{_DECISION_TEXT.get(d['role'], d['role'])}**: "
@@ -223,7 +223,8 @@ class ReviewPanel(foo.Panel):
             ):
                 actions.btn(
                     f"{decision}_{j}", label=label, on_click=self.decide,
-                    params={"sample_id": d["id"], "decision": decision},
+                    params={"sample_id": d["id"], "decision": decision,
+                            "name": os.path.basename(d["filepath"])},
                     variant="outlined",
                 )
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2))

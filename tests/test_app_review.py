@@ -3,11 +3,14 @@ while an operator runs reach the screen, forms refuse what would surprise,
 and the review panel's decisions change what the move does.
 
 Uses the App server, browser and dataset fixtures of
-``test_app_browser.py``.
+``test_app_browser.py``. The panel's screenshot is saved as
+``test-artifacts/app/app-review-panel.png`` (the README's
+``docs/app-review-panel.png``).
 """
 
 import os
 import re
+import shutil
 
 import pytest
 
@@ -178,7 +181,9 @@ def test_review_panel_decisions_drive_the_move(app, make_dataset, tmp_path):
     click("Keep this one instead")
     app.wait_for_notification("keep")
     app.wait_for_text(os.path.basename(pairs[1][0]))  # now the duplicate
-    app.screenshot("panel-decided")
+    shot = app.screenshot("panel-decided")
+    # the README's screenshot (docs/app-review-panel.png)
+    shutil.copyfile(shot, os.path.join(appbrowser.ARTIFACTS, "app-review-panel.png"))
     ds.reload()
     assert ds[pairs[0][1]]["dedup_role"] == "not_duplicate"
     assert ds[pairs[1][0]]["dedup_role"] == "duplicate"
