@@ -253,7 +253,7 @@ def threshold_preview(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
     Args:
         samples: the dataset (or a view) the run is on
         threshold: a Hamming distance (hashes) or a minimum cosine
-            similarity (CNN)
+            similarity (CNN); None for the run's own
         run_key ("dedup"): the run
 
     Returns:
@@ -266,6 +266,8 @@ def threshold_preview(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
     """
     config = core._require_run(samples, run_key)
     metric = config.metric
+    if threshold is None:
+        threshold = config.threshold
     if not _inside(threshold, config.threshold, metric) and threshold != config.threshold:
         raise ValueError(
             f"The run recorded matches up to {config.threshold}: a preview needs a "

@@ -87,9 +87,11 @@ class ReviewPanel(foo.Panel):
     def previous_group(self, ctx):
         self._step(ctx, -1)
 
-    def _apply(self, ctx, work, what):
+    def _apply(self, ctx, work, what, **kwargs):
+        """Runs a :mod:`fiftyone_dedup.decisions` function on the panel's run
+        and says how it went."""
         try:
-            work()
+            work(ctx.dataset, run_key=ctx.panel.state.run_key, **kwargs)
         except ValueError as e:
             ctx.ops.notify(str(e), variant="error")
             return
@@ -97,38 +99,30 @@ class ReviewPanel(foo.Panel):
         ctx.ops.reload_dataset()
 
     def decide(self, ctx):
-        sid, decision = ctx.params["sample_id"], ctx.params["decision"]
-        run_key = ctx.panel.state.run_key
+        p = ctx.params
         self._apply(
-            ctx, lambda: decisions.decide(ctx.dataset, sid, decision, run_key=run_key),
-            f"{ctx.params.get('name') or sid}: {decision.replace('_', ' ')}",
+            ctx, decisions.decide,
+            f"{p.get('name') or p['sample_id']}: {p['decision'].replace('_', ' ')}",
+            sample_id=p["sample_id"], decision=p["decision"],
         )
 
     def decide_group(self, ctx):
-        group, decision = ctx.params["group"], ctx.params["decision"]
-        run_key = ctx.panel.state.run_key
+        p = ctx.params
         self._apply(
-            ctx, lambda: decisions.decide_group(ctx.dataset, group, decision, run_key=run_key),
-            f"Group {group}: {decision}ed",
+            ctx, decisions.decide_group, f"Group {p['group']}: {p['decision']}ed",
+            group=p["group"], decision=p["decision"],
         )
 
     def decide_all(self, ctx):
-        decision = ctx.params["decision"]
-        run_key = ctx.panel.state.run_key
-        self._apply(
-            ctx, lambda: decisions.decide_all(ctx.dataset, decision, run_key=run_key),
-            f"All groups {decision}ed",
-        )
+        p = ctx.params
+        self._apply(ctx, decisions.decide_all, f"All groups {p['decision']}ed", decision=p["decision"])
 
     def on_threshold(self, ctx):
         ctx.panel.state.threshold = ctx.params.get("value")
 
     def apply_threshold(self, ctx):
-        run_key, t = ctx.panel.state.run_key, ctx.panel.state.threshold
-        self._apply(
-            ctx, lambda: decisions.apply_threshold(ctx.dataset, t, run_key=run_key),
-            f"Threshold {t} applied",
-        )
+        t = ctx.panel.state.threshold
+        self._apply(ctx, decisions.apply_threshold, f"Threshold {t} applied", threshold=t)
 
     def _threshold_inputs(self, ctx, panel, run_key):
         """A slider over the recorded scores, with the counts it would leave."""
