@@ -1283,15 +1283,23 @@ class ShowDuplicates(foo.Operator):
         inputs.enum(
             "role", choices.values(), default="all", label="Show", view=choices
         )
+        inputs.bool(
+            "grouped", default=False, label="One tile per group",
+            description="The grid shows each group once; the sample view pages through its members",
+        )
         return types.Property(inputs, view=types.View(label="Show duplicates"))
 
     def execute(self, ctx):
         role = ctx.params.get("role", "all")
         run_key = ctx.params["run_key"]
         view = core.duplicates_view(
-            ctx.dataset, run_key, role=None if role == "all" else role
+            ctx.dataset, run_key, role=None if role == "all" else role,
+            dynamic=bool(ctx.params.get("grouped", False)),
         )
         _show_groups(ctx, view, run_key)
+        if ctx.params.get("grouped", False):
+            ctx.ops.notify(f"Showing {len(view)} group(s) of run '{run_key}'")
+            return {"num_groups": len(view)}
         ctx.ops.notify(f"Showing {len(view)} sample(s) of run '{run_key}'")
         return {"num_samples": len(view)}
 
@@ -1404,8 +1412,11 @@ class ClearDuplicates(foo.Operator):
 # ----------------------------------------------------- move and restore
 
 
-def _duplicates_dir_input(ctx, inputs, description):
-    """The duplicates folder field; returns its absolute path or None."""
+def _duplicates_dir_input(ctx, inputs, description, moving=True):
+    """The duplicates folder field; returns its absolute path or None.
+
+    ``moving`` (True) also refuses a folder inside the dataset's folder
+    (restoring reads the folder earlier moves used)."""
     prop = inputs.str(
         "duplicates_dir", required=True, label="Duplicates folder", description=description,
     )
@@ -1414,7 +1425,7 @@ def _duplicates_dir_input(ctx, inputs, description):
         return None
     try:
         path = actions._check_dir_arg(value)
-        problem = _folder_problem(ctx.dataset, value)
+        problem = _folder_problem(ctx.dataset if moving else None, value)
         if problem is None:
             return path
     except ValueError as e:
@@ -1436,7 +1447,11 @@ def _folder_problem(dataset, value):
             f"would be taken from the App server's working directory ({os.getcwd()})"
         )
     path = os.path.normpath(path)
-    paths = dataset.values("filepath") if dataset is not None else []
+    # files that earlier moves put in the folder do not make it the dataset's
+    paths = [
+        p for p in (dataset.values("filepath") if dataset is not None else [])
+        if not p.startswith(path + os.sep)
+    ]
     if paths:
         home = os.path.commonpath([os.path.dirname(p) for p in paths])
         if home != os.sep and fileops.is_inside(path, home):
@@ -1670,7 +1685,7 @@ class RestoreDuplicates(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        dup = _duplicates_dir_input(ctx, inputs, "The duplicates folder of the move")
+        dup = _duplicates_dir_input(ctx, inputs, "The duplicates folder of the move", moving=False)
         if dup is not None:
             moves = [
                 m for m in actions.list_moves(dup)

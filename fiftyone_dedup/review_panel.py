@@ -132,8 +132,10 @@ class ReviewPanel(foo.Panel):
         if t is None:
             t = config.threshold
         lo, hi = (config.threshold, 1.0) if cosine else (0, config.threshold)
+        # the slider's own state key differs from the one the handler sets,
+        # so the App's syncing of the input cannot overwrite the choice
         panel.float(
-            "threshold", default=t, min=lo, max=hi,
+            "threshold_slider", default=t, min=lo, max=hi,
             label="Minimum similarity" if cosine else "Threshold (bits)",
             description="Stricter than the run's: regroups from the recorded scores, nothing is recomputed",
             view=types.SliderView(step=0.01 if cosine else 1),

@@ -94,6 +94,11 @@ def test_show_duplicates_returns_the_group_view(dataset, folder):
         uri("show_duplicates"), dict(dataset=dataset), params=dict(run_key="dedup", role="duplicate")
     )
     assert result.result == {"num_samples": len(folder["planted"])}
+    # one tile per group: a dynamic view grouped by the run's group field
+    result = foo.execute_operator(
+        uri("show_duplicates"), dict(dataset=dataset), params=dict(run_key="dedup", grouped=True)
+    )
+    assert result.result == {"num_groups": fod.load_run(dataset).summary["num_groups"]}
 
 
 def test_find_duplicates_delegated(dataset, folder):
