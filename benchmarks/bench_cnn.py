@@ -24,8 +24,12 @@ Measures, as ratios to the anchors measured in the same run:
 Usage::
 
     python benchmarks/bench_cnn.py [--photos ../shared/photos] [--n-images 1000]
+    python benchmarks/bench_cnn.py --sweep  # search only, 1k to 50k
 
-Writes ``benchmarks/results/cnn.json`` and prints Markdown tables.
+Writes ``benchmarks/results/cnn.json`` (``--sweep``: ``cnn_sweep.json``: the
+search at 1k, 5k, 10k, 20k and 50k side by side with Brain, and with
+imagededup up to 20k, whose n x n matrix takes minutes and ~10 GB at 50k)
+and prints Markdown tables.
 """
 
 import argparse
@@ -424,6 +428,59 @@ def bench_search(n, work, skip_imagededup=False):
     return res
 
 
+#: the sizes of the search sweep
+SWEEP_SIZES = (1_000, 5_000, 10_000, 20_000, 50_000)
+
+#: imagededup's search holds an n x n matrix (50k: ~10 GB, minutes): above
+#: this size it is left out of the sweep
+SWEEP_IMAGEDEDUP_MAX = 20_000
+
+
+def bench_sweep(sizes, work, imagededup_max=SWEEP_IMAGEDEDUP_MAX):
+    """:func:`bench_search` at each size, one after the other in one run."""
+    out = {}
+    for n in sizes:
+        print(f"  sweep: {n:,} embeddings ...", flush=True)
+        out[str(n)] = bench_search(n, work, skip_imagededup=n > imagededup_max)
+    return out
+
+
+def markdown_sweep_search(sweep):
+    """The size sweep as a table: seconds (and peak MB) of each, with our
+    ratios."""
+    lines = [
+        "| embeddings (x 1280, similarity 0.9) | FiftyOne Brain | ours, from a dataset field "
+        "| ratio to Brain | imagededup (from memory) | ours, from memory | ratio to imagededup "
+        "| same pairs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n, s in sorted(sweep.items(), key=lambda kv: int(kv[0])):
+        b, o = s.get("brain", {}), s.get("ours", {})
+        i, a = s.get("imagededup"), s.get("ours_array", {})
+
+        def cell(r):
+            if not r:
+                return "not run"
+            if "seconds" not in r:
+                return r.get("error", "-")
+            return f"{r['seconds']:.2f} s, {r['peak_mb']:.0f} MB"
+
+        def ratio(r):
+            return f"**{r['ratio']:.1f}x**" if r and "ratio" in r else "-"
+
+        same = []
+        for r in (b, i):
+            if r and "same_pairs" in r:
+                same.append("yes" if r["same_pairs"] else (
+                    f"{r['pairs_only_ours']}/{r['pairs_only_theirs']} differ within "
+                    f"{r['differing_pairs_max_gap_to_threshold']:.0e} of the threshold"))
+        lines.append(
+            f"| {int(n):,} | {cell(b)} | {cell(o)} | {ratio(b)} | {cell(i)} | {cell(a)} "
+            f"| {ratio(i)} | {', '.join(same) or '-'} |"
+        )
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------- quality
 
 
@@ -610,6 +667,12 @@ def main():
     parser.add_argument("--skip-imagededup-50k", action="store_true",
                         help="imagededup's search holds a 50k x 50k matrix (~10 GB)")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--sweep", action="store_true",
+                        help="only the search size sweep, written to --sweep-out")
+    parser.add_argument("--sweep-sizes", default=",".join(str(n) for n in SWEEP_SIZES))
+    parser.add_argument("--sweep-imagededup-max", type=int, default=SWEEP_IMAGEDEDUP_MAX)
+    parser.add_argument("--sweep-out", default=os.path.join(HERE, "results", "cnn_sweep.json"))
+    parser.add_argument("--note", default=None, help="a note on the machine's load")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cnn.json"))
     args = parser.parse_args()
 
@@ -624,6 +687,22 @@ def main():
         "machine": datasets.machine(),
         "command": " ".join(["python"] + sys.argv),
     }
+    if args.note:
+        res["note"] = args.note
+    if args.sweep:
+        sizes = [int(n) for n in args.sweep_sizes.split(",")]
+        print(f"Search sweep over {sizes} ...", flush=True)
+        started = time.perf_counter()
+        res["sweep"] = bench_sweep(sizes, work, args.sweep_imagededup_max)
+        res["sweep_seconds"] = time.perf_counter() - started
+        res["imagededup_max"] = args.sweep_imagededup_max
+        os.makedirs(os.path.dirname(args.sweep_out), exist_ok=True)
+        with open(args.sweep_out, "w") as f:
+            json.dump(res, f, indent=2)
+        print()
+        print(markdown_sweep_search(res["sweep"]))
+        print(f"\nResults: {args.sweep_out}")
+        return
     if not args.skip_encode:
         folder = os.path.join(args.work, f"fullhd-{args.n_images}")
         print(f"Building {args.n_images} full-HD JPEGs in {folder} ...", flush=True)

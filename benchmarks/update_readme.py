@@ -44,6 +44,11 @@ def tables():
     """The Markdown of each table, by marker name."""
     out = {}
     dhash, cnn, cross = _load("dhash"), _load("cnn"), _load("cross")
+    sweep = _load("cnn_sweep")
+    if sweep:
+        out["BENCH_CNN_SWEEP_TABLE"] = _with_command(
+            bench_cnn.markdown_sweep_search(sweep["sweep"]), sweep
+        )
     if dhash:
         out["BENCH_DHASH_TABLE"] = _with_command(bench_dhash.markdown(dhash), dhash)
     if cnn:

@@ -149,11 +149,21 @@ class MoveResult:
         shown = [f for f in self.files if self.dry_run or f["outcome"] == "moved"]
         n_img = self.num_planned if self.dry_run else self.num_moved
         n_lab = len(labels) if self.dry_run else sum(1 for f in labels if f["outcome"] == "moved")
+        # shared annotation files: written into the duplicates folder, or
+        # rewritten in the dataset folder without the moved images
+        written = {a["path"] for a in self.annotations if fileops.relpath_under(a["path"], self.duplicates_dir)}
+        rewritten = {a["path"] for a in self.annotations} - written
         what = "labels kept" if self.labels == "keep" else "labels dropped"
-        lines = [
-            f"{verb} {n_img} image(s) and {n_lab} annotation file(s) into "
+        first = (
+            f"{verb} {n_img} image(s) and {n_lab + len(written)} annotation file(s) into "
             f"{self.duplicates_dir} ({what})"
-        ]
+        )
+        if rewritten:
+            first += (
+                f"; {len(rewritten)} annotation file(s) of the dataset "
+                f"{'would lose' if self.dry_run else 'lost'} their entries"
+            )
+        lines = [first]
         for f in shown[: limit if limit is not None else len(shown)]:
             lines.append(f"  {f['src']} -> {f['dst']}")
         if limit is not None and len(shown) > limit:
@@ -184,6 +194,8 @@ class RestoreResult:
             ``num_restored``, ``num_skipped``, ``error`` (or None)
         files: one ``{"src", "dst", "outcome", "reason"}`` dict per file
             (``src`` is where it goes back to)
+        annotations: one ``{"path", "action"}`` dict per shared annotation
+            file put back from its backup (or that would be)
         messages: warnings worth reading
     """
 
@@ -191,6 +203,7 @@ class RestoreResult:
     dry_run: bool
     moves: list = field(default_factory=list)
     files: list = field(default_factory=list)
+    annotations: list = field(default_factory=list)
     messages: list = field(default_factory=list)
 
     @property
@@ -203,8 +216,9 @@ class RestoreResult:
 
     @property
     def num_restored_labels(self):
-        """Annotation files put back (or that would be)."""
-        return sum(
+        """Annotation files put back (or that would be): per-image ones
+        and shared ones restored from their backups."""
+        return len(self.annotations) + sum(
             1 for f in self.files
             if f["kind"] == "label" and f["outcome"] in ("restored", "planned")
         )
@@ -218,6 +232,7 @@ class RestoreResult:
             "num_restored_labels": self.num_restored_labels,
             "moves": list(self.moves),
             "files": list(self.files),
+            "annotations": list(self.annotations),
             "messages": list(self.messages),
         }
 
@@ -233,6 +248,8 @@ class RestoreResult:
             if mv.get("error"):
                 line += f"; not restored: {mv['error']}"
             lines.append(line)
+        for a in self.annotations:
+            lines.append(f"  {a['path']}: {a['action']}")
         problems = [f for f in self.files if f["outcome"] == "skipped" and f.get("reason") != "was not moved"]
         for f in problems[:limit]:
             lines.append(f"  left {f['dst']}: {f['reason']}")
@@ -799,7 +816,7 @@ def move_duplicates(
             if m.state in ("planning", "moving") and m.dataset == dataset.name:
                 result.messages.append(f"the unfinished move {m.move_id} would be finished first")
         result.messages.extend(_unfinished_elsewhere(dataset, dup))
-        logger.info("%s", result.format())
+        logger.debug("%s", result.format())  # the caller prints it
         return result
 
     core._require_run(samples, run_key)
@@ -992,10 +1009,13 @@ def _prepare(plan, result, progress):
             bpath = os.path.join(dup, *backup.split("/"))
             fileops.makedirs_inside(dup, os.path.dirname(bpath))
             fileops.atomic_write(bpath, data, replace=False)
-            journal.append(mf.annotation_record(mf.AnnotationEntry(a, ri, rel, fileops.sha256_bytes(data), backup)))
+            entry = mf.AnnotationEntry(a, ri, rel, fileops.sha256_bytes(data), backup)
+            m.annotations.append(entry)
+            journal.append(mf.annotation_record(entry))
         backup = mf.samples_backup(move_id)
         sha, count = _backup_samples(dataset, sorted(image_ids), os.path.join(dup, *backup.split("/")))
         journal.append({"type": "samples", "backup": backup, "sha256": sha, "count": count})
+        m.samples_backup = {"backup": backup, "sha256": sha, "count": count}
         try:
             _record_move(dataset, m, dup)
         except Exception as e:  # noqa: BLE001 - database errors vary (pymongo)
@@ -1061,9 +1081,15 @@ def _backup_samples(dataset, ids, path):
 def _record_move(dataset, m, dup):
     info = dict(dataset.info or {})
     moves = dict(info.get(INFO_KEY) or {})
+    # what restore may touch, out of reach of whoever edits the manifest
     moves[m.move_id] = {
         "duplicates_dir": dup,
         "roots": [r.path for r in m.roots],
+        "dests": [r.dest for r in m.roots],
+        "layouts": [r.layout for r in m.roots],
+        "labels": m.labels,
+        "annotations": [[m.roots[a.root].path, a.path, a.sha256] for a in m.annotations],
+        "samples_sha256": (m.samples_backup or {}).get("sha256"),
         "created": m.created,
     }
     info[INFO_KEY] = moves
@@ -1085,6 +1111,7 @@ def _finish(m, dup, dataset, progress, result):
         logger.info("Move %s was interrupted while planning; nothing had moved", m.move_id)
         return result
     _check_trust(m, dataset, None)
+    _check_records(m, dataset, _read_all(dup), None)
     try:
         _finish_steps(m, dup, dataset, progress, result)
     except OSError as e:
@@ -1138,22 +1165,16 @@ def _finish_steps(m, dup, dataset, progress, result):
 
 
 def _move_files(m, dup, journal, progress):
-    todo = [e for e in m.files if e.n not in m.outcomes]
-    full = None
+    # an unfinished move retries what failed, so that a rerun after a full
+    # disk puts every file of a folder into the same destination folder
+    todo = [e for e in m.files if m.outcomes.get(e.n, ("failed",))[0] == "failed"]
     with ProgressBar(total=len(todo), progress=progress, label="Moving files", iters_str="files") as pb:
         for e in pb(todo):
-            if full is not None:
-                kind, reason = "failed", f"not moved: {full}"
-            else:
-                try:
-                    kind, reason = _move_entry(m, e, dup)
-                except DiskFullError as ex:
-                    full = str(ex)
-                    kind, reason = "failed", full
-            journal.append({"type": kind, "n": e.n, "reason": reason})
-            m.outcomes[e.n] = (kind, reason)
-    if full is not None:
-        logger.warning("The move stopped early: %s", full)
+            # a full disk stops the move here, unfinished: the rerun goes on
+            kind, reason = _move_entry(m, e, dup)
+            if m.outcomes.get(e.n) != (kind, reason):
+                journal.append({"type": kind, "n": e.n, "reason": reason})
+                m.outcomes[e.n] = (kind, reason)
 
 
 def _move_entry(m, e, dup):
@@ -1475,6 +1496,134 @@ def _check_trust(m, dataset, trusted_roots):
         )
 
 
+def _refused(m, line, text):
+    where = f", line {line}" if line else ""
+    return mf.ManifestError(
+        f"Manifest {m.path}{where}: {text}; refused, nothing was changed "
+        "(put back the manifest this move wrote, or remove it)"
+    )
+
+
+def _read_all(dup):
+    """Every readable manifest of a duplicates folder."""
+    out = []
+    for path in mf.list_manifests(dup):
+        try:
+            out.append(mf.read_manifest(path))
+        except mf.ManifestError:
+            pass
+    return out
+
+
+def _is_image_name(rel):
+    from fiftyone_dedup.folders import IMAGE_EXTENSIONS
+
+    return os.path.splitext(rel)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _written_allowed(m):
+    """The duplicates-folder files a move may write: its annotation files."""
+    if m.labels != "keep":
+        return set()
+    out = set()
+    for ri, r in enumerate(m.roots):
+        try:
+            handler = annots.get_layout(r.layout)
+        except annots.AnnotationError:
+            continue
+        if handler is None:
+            out.update(f"{r.dest}/{name}" for name in ("samples.json", "metadata.json"))
+            continue
+        names = {a.path for a in m.annotations if a.root == ri} | set(handler._shared_names(r.path))
+        out.update(f"{r.dest}/{name}" for name in names | set(handler._support_names()))
+    return out
+
+
+def _check_records(m, dataset, others, trusted_roots):
+    """Refuses a manifest whose well-formed records name files its move did
+    not plan, before anything is changed: restore and resume rewrite only
+    the annotation files of the move's own plan (as the dataset recorded
+    it when there is a record), never an image, and delete or overwrite in
+    the duplicates folder only annotation files that this move wrote.
+
+    Raises:
+        fiftyone_dedup.manifest.ManifestError: naming the manifest and record
+    """
+    if os.path.basename(m.path) != f"{mf.PREFIX}{m.move_id}{mf.SUFFIX}":
+        raise _refused(m, 1, f"its header names the move {m.move_id!r}, not the one of its file name")
+    info = (dataset.info or {}) if dataset is not None else {}
+    record = (info.get(INFO_KEY) or {}).get(m.move_id)
+    record = record if isinstance(record, dict) else {}
+    rec_roots = [p for p in record.get("roots") or [] if isinstance(p, str)]
+    verified = set()
+    if isinstance(record.get("dests"), list):
+        for r in m.roots:
+            if r.path not in rec_roots:
+                continue
+            j = rec_roots.index(r.path)
+            want = (record["dests"] + [None])[j], ((record.get("layouts") or []) + [None] * (j + 1))[j]
+            if (r.dest, r.layout) != want:
+                raise _refused(m, 1, f"the folder {r.path} was recorded as {want[0]!r} ({want[1] or 'no'} layout), not {r.dest!r} ({r.layout or 'no'} layout)")
+            verified.add(r.path)
+        if record.get("labels") not in (None, m.labels):
+            raise _refused(m, 1, f"the move was recorded with labels {record['labels']!r}, not {m.labels!r}")
+        sha = record.get("samples_sha256")
+        if sha and m.samples_backup and m.samples_backup["sha256"] != sha:
+            raise _refused(m, None, "its samples backup is not the one recorded for this move")
+    # folders the dataset has no record of for this move (an older version,
+    # the dataset gone, --trust_root): their layouts must be the folders'
+    # own, and their names in the duplicates folder no other move's
+    layouts = (info.get("fiftyone_dedup") or {}).get("layouts") or {}
+    trusted = {os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(p)))) for p in trusted_roots or ()}
+    for ri, r in enumerate(m.roots):
+        if r.path in verified:
+            continue
+        # a restore replaces an annotation file that exists: of that layout only
+        present = any(a.root == ri and os.path.lexists(os.path.join(r.path, *a.path.split("/"))) for a in m.annotations)
+        if r.layout is not None and present:
+            if r.path in layouts and r.path not in trusted:
+                known = layouts[r.path]
+            else:
+                from fiftyone_dedup import layouts as layouts_mod
+
+                found = layouts_mod.detect_layout(r.path)
+                known = found.name if found is not None else None
+            if known != r.layout:
+                raise _refused(m, 1, f"the folder {r.path} is not a {r.layout} dataset folder")
+        for o in others:
+            if o.path != m.path and r.dest in {x.dest for x in o.roots} and o.state not in ("restored", "aborted"):
+                raise _refused(m, 1, f"its folder {r.dest!r} is the folder of the move {o.move_id}")
+    planned = {tuple(a) for a in record.get("annotations") or [] if isinstance(a, list) and len(a) == 3}
+    for ann in m.annotations:
+        r = m.roots[ann.root]
+        try:
+            handler = annots.get_layout(r.layout)
+        except annots.AnnotationError as e:
+            handler, why = None, str(e)
+        else:
+            why = f"the folder {r.path} has no annotation files"
+        if handler is not None:
+            why = None
+            if _is_image_name(ann.path) or any(e.root == ann.root and e.src == ann.path for e in m.files):
+                why = f"{ann.path} is an image, not an annotation file"
+            elif ann.path not in handler._shared_names(r.path):
+                why = f"{ann.path} is not an annotation file of the {r.layout} folder {r.path}"
+            elif r.path in verified and "annotations" in record and (r.path, ann.path, ann.sha256) not in planned:
+                why = f"{ann.path} is not in the plan dataset '{m.dataset}' recorded for this move"
+        if why:
+            raise _refused(m, ann.line, f"'annotation' record: {why}")
+    allowed = _written_allowed(m)
+    moved = {e.dst for o in list(others) + [m] for e in o.files}
+    for rel in m.written:
+        why = None
+        if rel in moved or _is_image_name(rel):
+            why = f"{rel} is a moved image, not an annotation file this move wrote"
+        elif rel not in allowed:
+            why = f"{rel} is not an annotation file this move writes"
+        if why:
+            raise _refused(m, m.written_lines.get(rel), f"'written' record: {why}")
+
+
 # ------------------------------------------------------------------ resume
 
 
@@ -1560,7 +1709,11 @@ def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None,
     ``trusted_roots``), never through a symbolic link out of it, never over
     an existing file, and only if its checksum is the one recorded.
     Annotation files are put back byte for byte from their backups when
-    they still hold what the move wrote. Safe to interrupt and run again.
+    they still hold what the move wrote; only the annotation files of the
+    move's plan (as its dataset recorded it) are rewritten, and only the
+    annotation files the move wrote are deleted. A move counts as restored
+    when its files are back, whatever its manifest records. Safe to
+    interrupt and run again.
 
     Args:
         duplicates_dir: the duplicates folder
@@ -1578,6 +1731,8 @@ def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None,
 
     Raises:
         ValueError: if the folder or move does not exist
+        fiftyone_dedup.manifest.ManifestError: if a manifest's records name
+            files its move did not plan or write (nothing is changed)
         fiftyone_dedup.locks.LockError: if another run holds a lock
     """
     dup = _check_dir_arg(duplicates_dir)
@@ -1598,28 +1753,63 @@ def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None,
         manifests.append(m)
     if move_id is not None and not manifests:
         raise ValueError(f"No move {move_id!r} in {dup}")
-    todo = [m for m in reversed(manifests) if m.state not in ("restored", "aborted")]
+    todo = [m for m in reversed(manifests) if _needs_restore(m, dup)]
     if not todo:
         result.messages.append(f"nothing to restore in {dup}")
         return result
     if dry_run:
+        _check_all(todo, dup, trusted_roots)
         for m in todo:
             _restore_one(m, dup, trusted_roots, True, progress, result)
         return result
     _check_state_dir(dup)
     with locks.hold([_dir_lock(dup)]):
+        # as they are now that the lock is held; all checked before any change
+        todo = [mf.read_manifest(m.path) for m in todo]
+        _check_all(todo, dup, trusted_roots)
         for m in todo:
-            m = mf.read_manifest(m.path)  # as it is now that the lock is held
-            if m.state in ("restored", "aborted"):
-                continue
+            m = mf.read_manifest(m.path)
+            if not _needs_restore(m, dup):
+                continue  # a newer move's restore brought its files back
             dataset = fo.load_dataset(m.dataset) if fo.dataset_exists(m.dataset) else None
             held = ([_dataset_lock(dataset)] if dataset is not None else []) + [
                 _folder_lock(r.path) for r in sorted(m.roots, key=lambda r: r.path)
             ]
             with locks.hold(held):
                 _restore_one(m, dup, trusted_roots, False, progress, result)
-    logger.info("%s", result.format())
+    logger.debug("%s", result.format())  # the caller prints it
     return result
+
+
+def _files_out(m, dup):
+    """The files of a move that are in the duplicates folder and not back."""
+    out = []
+    for e in m.files:
+        try:
+            src = fileops.join_inside(m.roots[e.root].path, e.src, "source path")
+            dst = fileops.join_inside(dup, e.dst, "destination")
+        except fileops.UnsafePathError:
+            continue
+        if os.path.lexists(dst) and not os.path.lexists(src):
+            out.append(e)
+    return out
+
+
+def _needs_restore(m, dup):
+    """Whether a move is to be undone: from its files, not its records (a
+    move is restored when its files are back)."""
+    if m.aborted:
+        return False
+    return not m.restore_complete or bool(_files_out(m, dup))
+
+
+def _check_all(todo, dup, trusted_roots):
+    every = _read_all(dup)
+    for m in todo:
+        dataset = fo.load_dataset(m.dataset) if fo.dataset_exists(m.dataset) else None
+        if dataset is not None:
+            dataset.reload()
+        _check_records(m, dataset, every, trusted_roots)
 
 
 def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
@@ -1654,19 +1844,24 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
             if os.path.lexists(dst) and not os.path.lexists(src):
                 result.files.append({"src": src, "dst": dst, "kind": e.kind, "outcome": "planned", "reason": None})
                 summary["num_restored"] += e.kind == "image"
+        for ann, src in _annotations_to_put_back(m):
+            result.annotations.append({"path": src, "action": "would be put back from its backup"})
         return
     with mf.Journal(m.path) as journal:
         if not m.restore_started:
             journal.append({"type": "restore_started"}, sync=True)
             m.restore_started = True
-        todo = [e for e in m.files if e.n not in m.restored]
-        with ProgressBar(total=len(todo), progress=progress, label="Restoring files", iters_str="files") as pb:
-            for e in pb(todo):
+        # every file, whatever the records say: those back already stay back
+        outcomes = {}
+        with ProgressBar(total=len(m.files), progress=progress, label="Restoring files", iters_str="files") as pb:
+            for e in pb(m.files):
                 kind, reason = _restore_entry(m, e, dup)
-                journal.append({"type": "restored" if kind == "restored" else "restore_skipped", "n": e.n, "reason": reason})
-                m.restored[e.n] = (kind, reason)
+                if m.restored.get(e.n) != (kind, reason):
+                    journal.append({"type": "restored" if kind == "restored" else "restore_skipped", "n": e.n, "reason": reason})
+                    m.restored[e.n] = (kind, reason)
+                outcomes[e.n] = (kind, reason)
         for e in m.files:
-            kind, reason = m.restored[e.n]
+            kind, reason = outcomes[e.n]
             r = m.roots[e.root]
             result.files.append({
                 "src": os.path.join(r.path, *e.src.split("/")),
@@ -1679,25 +1874,30 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
                 summary["num_restored"] += e.kind == "image"
             elif reason != "was not moved":
                 summary["num_skipped"] += 1
-        journal.append({"type": "restore_phase", "name": "files"}, sync=True)
+        if "files" not in m.restore_phases:
+            journal.append({"type": "restore_phase", "name": "files"}, sync=True)
+        # put back whatever is still as the move left it (idempotent)
+        _restore_annotations(m, dup, result)
         if "annotations" not in m.restore_phases:
-            _restore_annotations(m, dup, result)
             journal.append({"type": "restore_phase", "name": "annotations"}, sync=True)
-        if "database" not in m.restore_phases:
-            if dataset is None:
+        back = {n for n, (kind, _) in outcomes.items() if kind == "restored"}
+        if dataset is None:
+            if "database" not in m.restore_phases:
                 result.messages.append(f"dataset '{m.dataset}' not found: its samples were not restored")
-            else:
-                try:
-                    _restore_database(m, dup, dataset)
-                except (ValueError, OSError):
-                    raise
-                except Exception as e:  # noqa: BLE001 - database errors vary
-                    raise _db_error(e, m, "restoring the samples") from e
+        else:
+            try:
+                _restore_database(m, dup, dataset, back, only_out="database" in m.restore_phases)
+            except (ValueError, OSError):
+                raise
+            except Exception as e:  # noqa: BLE001 - database errors vary
+                raise _db_error(e, m, "restoring the samples") from e
+        if "database" not in m.restore_phases:
             journal.append({"type": "restore_phase", "name": "database"}, sync=True)
         for r in m.roots:
             fileops.prune_empty_tree(os.path.join(dup, r.dest))
         fileops.prune_empty_tree(os.path.join(dup, mf.STATE_DIR, m.move_id, "dropped"))
-        journal.append({"type": "restore_complete"}, sync=True)
+        if not m.restore_complete:
+            journal.append({"type": "restore_complete"}, sync=True)
     if dataset is not None:
         _mark_restored(dataset, m)
 
@@ -1740,6 +1940,22 @@ def _restore_entry(m, e, dup):
     return "restored", None
 
 
+def _annotations_to_put_back(m):
+    """``(entry, path)`` of the shared annotation files that still hold
+    what the move wrote (what a restore puts back)."""
+    out = []
+    for ann in m.annotations:
+        if ann.a not in m.rewritten:
+            continue
+        try:
+            src = fileops.join_inside(m.roots[ann.root].path, ann.path, "annotation path")
+        except fileops.UnsafePathError:
+            continue
+        if os.path.isfile(src) and not os.path.islink(src) and fileops.sha256_file(src) == m.rewritten[ann.a]:
+            out.append((ann, src))
+    return out
+
+
 def _restore_annotations(m, dup, result):
     for ann in m.annotations:
         if ann.a not in m.rewritten:
@@ -1767,7 +1983,13 @@ def _restore_annotations(m, dup, result):
                 f"{src} changed after the move (an edit or a later move); it was left "
                 f"as is. The original is at {backup}: restore later moves first, or merge by hand"
             )
+            continue
+        result.annotations.append({"path": src, "action": "put back from its backup"})
+    # only what this move wrote (checked by _check_records), never a moved file
+    moved = {e.dst for e in m.files}
     for rel, sha in m.written.items():
+        if rel in moved:
+            continue
         try:
             path = fileops.join_inside(dup, rel, "written path")
         except fileops.UnsafePathError:
@@ -1779,12 +2001,26 @@ def _restore_annotations(m, dup, result):
                 result.messages.append(f"{path} changed after the move; left as is")
 
 
-def _restore_database(m, dup, dataset):
-    docs = _moved_docs(m, dup)
+def _restore_database(m, dup, dataset, back_ns, only_out=False):
+    """Puts back the samples of the files that are back (``back_ns``: entry
+    numbers); with ``only_out``, only those the dataset does not have back
+    yet (a rerun: what was restored stays as it is now)."""
+    docs = {sid: d for sid, d in _moved_docs(m, dup).items() if d[1].n in back_ns}
     if not docs:
         return
     ids = list(docs)
-    present = set(dataset.select(ids).values("id"))
+    current = dict(zip(*dataset.select(ids).values(["id", "filepath"])))
+    if only_out:
+        moved_path = {sid: os.path.join(dup, *e.dst.split("/")) for sid, (_, e) in docs.items()}
+        out = {
+            sid for sid in ids
+            if current.get(sid) == moved_path[sid] or (sid not in current and m.on_samples != "keep")
+        }
+        docs = {sid: d for sid, d in docs.items() if sid in out}
+        if not docs:
+            return
+        ids = list(docs)
+    present = set(current) & set(ids)
     if m.on_samples == "keep":
         owner = dict(zip(*dataset.values(["filepath", "id"])))
         back = []

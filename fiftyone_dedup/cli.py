@@ -178,6 +178,12 @@ def build_parser():
         "(default: a name derived from the folders; reused on the next run)",
     )
     p.add_argument(
+        "--overwrite_dataset", action="store_true",
+        help="let --dataset name an existing dataset that %(prog)s did not "
+        "make from these folders: it is deleted and made anew from them "
+        "(refused otherwise, and always with --dry_run)",
+    )
+    p.add_argument(
         "--keep", default="first", metavar="POLICY",
         help="which member of each group is kept: first (folder order as "
         "given, then file name; the default), largest_resolution, "
@@ -233,6 +239,22 @@ def build_parser():
     p.add_argument(
         "--exact", action="store_true",
         help="decode JPEGs fully: hashes bit-identical to imagededup's, slower",
+    )
+    p.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="where encoding and search run: this machine (default) or a Ray "
+        "cluster (same results; needs pip install fiftyone-dedup[ray])",
+    )
+    p.add_argument(
+        "--ray_address", metavar="ADDRESS",
+        help="with --executor ray, the cluster (default: RAY_ADDRESS, else a "
+        "local Ray started for the run)",
+    )
+    p.add_argument(
+        "--ivf_nprobe", type=int, metavar="N",
+        help="with --executor ray and CNN: an inverted-file search probing N "
+        "lists per vector (approximate; its measured recall is in the "
+        "report) instead of the exact tiled search",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="more logging")
@@ -363,9 +385,9 @@ def validate_args(args):
         raise UsageError(f"--keep: {e}") from None
     if args.min_samples < 1:
         raise UsageError(f"--min_samples must be 1 or more, got {args.min_samples}")
-    if args.histogram and os.path.isdir(args.histogram):
-        raise UsageError(f"--histogram is a folder, expected a .png path: {args.histogram}")
     _check_model_args(spec, args)
+    if (args.ray_address or args.ivf_nprobe is not None) and args.executor != "ray":
+        raise UsageError("--ray_address and --ivf_nprobe need --executor ray")
     if args.num_workers is not None and args.num_workers < 0:
         raise UsageError(f"--num_workers must be 0 or more, got {args.num_workers}")
     if not args.run_key.isidentifier():
@@ -387,16 +409,104 @@ def validate_args(args):
     except folders.FolderError as e:
         raise UsageError(str(e)) from None
     _check_encodings(args, spec)
-    if args.report:
-        parent = os.path.dirname(os.path.abspath(args.report)) or "."
-        if os.path.isdir(args.report):
-            raise UsageError(f"--report is a folder, expected a file path: {args.report}")
-        if os.path.exists(parent) and not os.access(parent, os.W_OK):
-            raise UsageError(f"--report folder is not writable: {parent}")
+    _check_outputs(args, dirs)
+    _check_priority(args, dirs)
     if args.dataset is not None and not args.dataset.strip():
         raise UsageError("--dataset must not be empty")
     _check_duplicates_dir(args, dirs)
     return spec, threshold, dirs
+
+
+def _check_outputs(args, dirs):
+    """Refuses output paths that would overwrite a file this tool did not
+    write or any file in a dataset folder (-d), or put a histogram PNG where
+    the next run would take it for an image."""
+    from fiftyone_dedup import encodings_io
+    from fiftyone_dedup import report as report_mod
+    from fiftyone_dedup import review
+
+    outputs = []
+    if args.report:
+        outputs.append(("--report", args.report, "a report", report_mod.is_report_file))
+    if args.encodings_out:
+        outputs.append((
+            "--encodings_out", encodings_io.with_json_suffix(args.encodings_out),
+            "an encodings file", encodings_io.is_encodings_file,
+        ))
+    if args.histogram:
+        outputs.append(("--histogram", args.histogram, "a histogram", review.is_histogram_png))
+    seen = {}
+    for flag, given, what, ours in outputs:
+        if os.path.isdir(given):
+            expected = "a .png path" if flag == "--histogram" else "a file path"
+            raise UsageError(f"{flag} is a folder, expected {expected}: {given}")
+        path = os.path.abspath(given)  # as the writers resolve it
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UsageError(f"{flag} and {seen[real]} name the same file: {path}")
+        seen[real] = flag
+        inside = next((d for d in dirs if _is_inside(path, d)), None)
+        # a PNG there would be an image of the next run; any existing file
+        # there belongs to the dataset
+        if inside and (flag == "--histogram" or os.path.lexists(path)):
+            what_there = "a file of" if os.path.lexists(path) else "inside"
+            raise UsageError(
+                f"{flag} {path} is {what_there} the dataset folder {inside}; "
+                "write it outside the dataset folders"
+            )
+        if os.path.islink(path):
+            raise UsageError(f"{flag} {path} is a symbolic link; give the path of a file")
+        if os.path.lexists(path):
+            if not os.path.isfile(path):
+                raise UsageError(f"{flag} {path} is not a regular file")
+            if not ours(path):
+                raise UsageError(
+                    f"{flag} would overwrite {path}, which is not {what} written "
+                    f"by {PROG}; choose another path or remove that file"
+                )
+        parent = os.path.dirname(path)
+        if os.path.exists(parent) and not os.access(parent, os.W_OK):
+            raise UsageError(f"{flag} folder is not writable: {parent}")
+
+
+def _is_inside(path, folder):
+    from fiftyone_dedup import fileops
+
+    return fileops.is_inside(path, folder)
+
+
+def _check_priority(args, dirs):
+    """Every --priority entry is a folder of (or above) a dataset folder."""
+    for p in _priority_dirs(args) or []:
+        if not os.path.isdir(p):
+            raise UsageError(f"--priority folder not found: {p}")
+        if dirs and not any(_is_inside(p, d) or _is_inside(d, p) for d in dirs):
+            raise UsageError(
+                f"--priority folder {p} is neither inside nor above any of the "
+                f"--dirs ({', '.join(dirs)}), so it matches no image"
+            )
+
+
+def _existing_dataset(args, dirs):
+    import fiftyone as fo
+
+    from fiftyone_dedup import folders
+
+    name = args.dataset or folders.default_dataset_name(dirs)
+    return fo.load_dataset(name) if fo.dataset_exists(name) else None
+
+
+def _check_keep_field(args, dataset, made_now):
+    """--keep max:FIELD / min:FIELD names a numeric field of the dataset; a
+    dataset made just now for the run is removed again."""
+    from fiftyone_dedup import keep
+
+    try:
+        keep.check_field(dataset, args.keep)
+    except ValueError as e:
+        if made_now:
+            dataset.delete()
+        raise UsageError(f"--keep: {e}") from None
 
 
 def _check_duplicates_dir(args, dirs):
@@ -437,8 +547,7 @@ def run(args):
     """
     spec, threshold, dirs = validate_args(args)
 
-    from fiftyone_dedup import core
-    from fiftyone_dedup import report as report_mod
+    from fiftyone_dedup import core  # noqa: F401 - imports FiftyOne
 
     if not args.verbose:
         # FiftyOne sets its own log level when imported
@@ -447,9 +556,50 @@ def run(args):
     if args.encodings_only and not dirs:
         return _merge_only(args)
 
+    _connect_database()
+    from fiftyone_dedup import folders
+
+    # one run per dataset at a time: a second one is refused, never raced
+    lock = folders.hold_run_lock(args.dataset or folders.default_dataset_name(dirs))
+    try:
+        return _run_locked(args, spec, threshold, dirs, progress, lock)
+    finally:
+        lock.release()
+
+
+def _check_dataset(args, dirs):
+    """Refuses a --dataset that this tool did not make from these folders."""
+    from fiftyone_dedup import folders
+
+    reason = folders.dataset_not_ours(args.dataset or folders.default_dataset_name(dirs), dirs)
+    if reason is None:
+        return
+    if args.dry_run:
+        raise folders.FolderError(
+            f"{reason}; a dry run never changes it: choose another --dataset name to preview"
+        )
+    if not args.overwrite_dataset:
+        raise folders.FolderError(
+            f"{reason}; it is left as it is: choose another --dataset name, or "
+            "pass --overwrite_dataset to replace it with these folders"
+        )
+
+
+def _run_locked(args, spec, threshold, dirs, progress, lock):
+    from fiftyone_dedup import core
+    from fiftyone_dedup import report as report_mod
+
+    _check_dataset(args, dirs)
     if not args.dry_run and not args.encodings_only:
         _resume_moves(args, dirs, progress)
+    existing = _existing_dataset(args, dirs)
+    if existing is not None:
+        _check_keep_field(args, existing, made_now=False)  # before any change
     dataset, view = _load(args, dirs, progress)
+    if existing is None:
+        # a new dataset's fields (annotations, imported fields) are known
+        # once loaded, still before any encoding
+        _check_keep_field(args, dataset, made_now=True)
     field = spec.default_field
     if args.encodings is not None:
         _import_encodings(args, dataset, dirs, spec, field)
@@ -474,6 +624,9 @@ def run(args):
         batch_size=None if spec.is_hash else args.batch_size,
         device=args.device,
         progress=progress,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        ivf_nprobe=args.ivf_nprobe,
     )
     rep = report_mod.build_report(dataset, results, spec.name, threshold, dirs=dirs)
     rep["failed"] = args.skipped + rep["failed"]
@@ -494,8 +647,47 @@ def run(args):
         folders.write_json(args.report, rep)
     _print_summary(args, rep, dataset)
     if args.app:
+        lock.release()  # the App only shows the result
         _open_app(results)
     return rep
+
+
+#: seconds to wait for FiftyOne's embedded database beyond its own 60
+DATABASE_EXTRA_WAIT = 240
+
+
+class DatabaseStartError(RuntimeError):
+    """FiftyOne's embedded database did not start; the message says what to do."""
+
+
+def _connect_database():
+    """Connects to FiftyOne's database before any work, giving its embedded
+    ``mongod`` the time a busy machine needs: FiftyOne gives up after 60 s
+    (``ServiceListenTimeout``), and has no setting for that."""
+    import fiftyone.core.odm.database as food
+    import fiftyone.core.service as fos
+
+    try:
+        food.get_db_conn()
+        return
+    except fos.ServiceListenTimeout:
+        pass
+    service = getattr(food, "_db_service", None)
+    logger.warning(
+        "FiftyOne's database (mongod) is slow to start, the machine is busy; "
+        "waiting up to %d s more", DATABASE_EXTRA_WAIT,
+    )
+    try:
+        port = service._wait_for_child_port(timeout=DATABASE_EXTRA_WAIT)
+    except Exception:  # noqa: BLE001 - timed out, or FiftyOne changed inside
+        raise DatabaseStartError(
+            "FiftyOne's database (mongod) did not start within "
+            f"{60 + DATABASE_EXTRA_WAIT} s; run the command again when the "
+            "machine is less busy, or start a mongod yourself and set "
+            "FIFTYONE_DATABASE_URI=mongodb://127.0.0.1:PORT"
+        ) from None
+    os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(port)
+    food.get_db_conn()
 
 
 def _resume_moves(args, dirs, progress):
@@ -517,7 +709,10 @@ def _load(args, dirs, progress):
         data_dir=not args.no_data_dir,
         annotations=not args.no_annot,
         dataset_type=args.dataset_type,
-        exclude=[args.duplicates_dir],
+        # what this run writes is never data
+        exclude=[args.duplicates_dir, os.path.abspath(args.display_dir)]
+        + ([os.path.abspath(args.histogram)] if args.histogram else []),
+        overwrite=args.overwrite_dataset and not args.dry_run,
         progress=progress,
     )
     if dataset.count("id") == 0:
@@ -590,6 +785,7 @@ def _encodings_only(args, view, dataset, dirs, spec, field, progress):
             model=None if spec.is_hash else args.model,
             batch_size=None if spec.is_hash else args.batch_size,
             device=args.device,
+            executor=args.executor, ray_address=args.ray_address,
         ),
     )
     path = _write_encodings(args, dataset, dirs, spec, field)
@@ -680,17 +876,89 @@ def _open_app(results):
     view = results.view()
     # without a display there is no browser to open: serve and print the URL
     headless = _sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
-    session = fo.launch_app(view, auto=False, remote=headless)
-    print(f"App: {session.url} (Ctrl-C to stop)", flush=True)
-    if not headless:
-        try:
-            session.open_tab()
-        except Exception:  # noqa: BLE001 - no browser: the URL is printed
-            pass
+    # an address set by the user wins over FiftyOne's 0.0.0.0 in containers
+    address = os.environ.get("FIFTYONE_DEFAULT_APP_ADDRESS") or None
+    session = fo.launch_app(view, auto=False, remote=headless, address=address)
+    print(f"App: {_browser_url(session)} (Ctrl-C to stop)", flush=True)
     try:
+        if not headless:
+            try:
+                session.open_tab()
+            except Exception:  # noqa: BLE001 - no browser: the URL is printed
+                pass
         session.wait()
     except KeyboardInterrupt:
         pass
+    finally:
+        _stop_app(session)
+
+
+def _browser_url(session):
+    """The App's URL as a browser opens it: a server listening on every
+    address (0.0.0.0, as in a container) is reached through localhost."""
+    if session.config.proxy_url:
+        return session.url
+    address = session.server_address
+    if not address or address in ("0.0.0.0", "::", "[::]"):
+        address = "localhost"
+    elif ":" in address and not address.startswith("["):
+        address = f"[{address}]"  # IPv6
+    return f"http://{address}:{session.server_port}/"
+
+
+def _stop_app(session, grace=0.3):
+    """Stops the App server at once: FiftyOne's own stop waits for the
+    server's graceful shutdown, which takes half a minute on a busy machine.
+    The server only serves the database, so nothing is lost."""
+    import psutil
+
+    import fiftyone.core.session.session as fosess
+
+    session._disable_wait_warning = True  # no "call session.wait()" hint
+    service = fosess._server_services.pop(session.server_port, None)
+    child = getattr(service, "child", None)
+    if child is None:
+        return
+    try:
+        top = psutil.Process(child.pid)
+        procs = top.children(recursive=True) + [top]
+    except psutil.Error:
+        procs = []
+    for signal_them in ("terminate", "kill"):
+        for p in procs:
+            try:
+                getattr(p, signal_them)()
+            except psutil.Error:
+                pass
+        procs = _wait_gone(procs, grace)
+        if not procs:
+            break
+    try:
+        child.stdin.close()
+        child.wait(timeout=grace)  # reaps the service process
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+def _wait_gone(procs, timeout):
+    """The processes still running after up to ``timeout`` seconds (a
+    zombie counts as gone: only its parent can reap it)."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for p in procs:
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.Error:
+                pass
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
 
 
 def build_restore_parser():
@@ -726,10 +994,13 @@ def run_restore(args):
     dup = os.path.abspath(os.path.expanduser(args.duplicates_dir))
     if not os.path.isdir(dup):
         raise UsageError(f"Duplicates folder not found: {dup}")
+    if args.move_id is not None:
+        _check_move_id(dup, args.move_id)
     from fiftyone_dedup import actions
 
     if not args.verbose:
         logging.getLogger("fiftyone").setLevel(logging.WARNING)
+    _connect_database()
     result = actions.restore(
         dup,
         move_id=args.move_id,
@@ -743,6 +1014,18 @@ def run_restore(args):
     if errors and not result.num_restored:
         raise ValueError(errors[0]["error"])
     return result
+
+
+def _check_move_id(dup, move_id):
+    from fiftyone_dedup import manifest
+
+    names = [os.path.basename(p) for p in manifest.list_manifests(dup)]
+    ids = [n[len(manifest.PREFIX):-len(manifest.SUFFIX)] for n in names]
+    if move_id in ids:
+        return
+    listed = ", ".join(ids[-10:]) + (f" and {len(ids) - 10} older" if len(ids) > 10 else "")
+    there = f"the moves there: {listed}" if ids else "there are no moves there"
+    raise UsageError(f"--move_id {move_id!r}: no such move in {dup}; {there}")
 
 
 def _configure_logging(verbose):
@@ -768,6 +1051,7 @@ def main(argv=None):
 
             args = demo.build_parser().parse_args(argv[1:])
             _configure_logging(args.verbose)
+            _connect_database()
             demo.run(args)
             return 0
         if argv and argv[0] == "restore":
@@ -788,10 +1072,12 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001 - one line for the user
         from fiftyone_dedup.folders import FolderError
         from fiftyone_dedup.locks import LockError
+        from fiftyone_dedup.manifest import ManifestError
 
-        if isinstance(e, (FolderError, ValueError, LockError)):
+        if isinstance(e, (FolderError, ValueError, LockError, DatabaseStartError)):
             print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-            return 2 if isinstance(e, FolderError) else 1
+            # a refused manifest is bad input too
+            return 2 if isinstance(e, (FolderError, ManifestError)) else 1
         logger.debug("Failed", exc_info=True)
         print(f"{PROG}: failed: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1

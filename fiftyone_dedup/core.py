@@ -187,6 +187,8 @@ def compute_hashes(
     skip_failures=True,
     invariance=None,
     progress=None,
+    executor="local",
+    ray_address=None,
 ):
     """Computes a perceptual hash of every sample's image as a sample field.
 
@@ -216,6 +218,10 @@ def compute_hashes(
             flip/rotation-invariant matching
         progress (None): ``None``, a bool, or a callable (see
             :mod:`fiftyone_dedup.progress`)
+        executor ("local"): ``"local"``, or ``"ray"`` to hash on a Ray
+            cluster (see :mod:`fiftyone_dedup.distributed`)
+        ray_address (None): with ``"ray"``, the cluster's address; else
+            ``RAY_ADDRESS``, else a local Ray started for the run
 
     Returns:
         an :class:`EncodeReport`
@@ -224,12 +230,22 @@ def compute_hashes(
         ValueError: for bad arguments, or an unreadable image when
             ``skip_failures`` is False
     """
+    executor = _validate_executor(executor, ray_address)
     method = hashing.validate_method(method)
     invariance = hashing.validate_invariance(invariance)
     field = validate_field_name(field or method)
     check_collection(samples)
     _check_field_type(samples, field, fof.StringField, "hex hashes")
     tag = hash_settings(method, exact=exact, invariance=invariance)
+    if executor == "ray":
+        from fiftyone_dedup import distributed
+
+        return distributed.encode(
+            samples, "hash", dict(method=method, exact=exact, invariance=invariance),
+            field, tag, overwrite, skip_failures, progress, "Hashing images (Ray)",
+            fof.StringField, variants_field(field) if invariance else None,
+            fof.StringField, ray_address=ray_address,
+        )
 
     def encode(paths):
         return hashing.hash_files(
@@ -335,10 +351,11 @@ def _encode_collection(
             for d in (values, errors, new_stamps, extras):
                 d.clear()
 
+        # before the bar: an encoder may load a model first, under its own stage
+        results = encode([paths[i] for i in todo])
         with ProgressBar(
             total=len(todo), progress=progress, label=label, iters_str="images"
         ) as pb:
-            results = encode([paths[i] for i in todo])
             # the bar first: zip then resumes it after the last image, so
             # that it reaches 100% (and callbacks see it complete)
             for result, i in zip(pb(results), todo):
@@ -381,6 +398,14 @@ def _report_failures(report, efield, skip_failures):
         )
 
 
+def _validate_executor(executor, ray_address):
+    if executor in (None, "local") and ray_address is None:
+        return "local"
+    from fiftyone_dedup import distributed
+
+    return distributed.validate_executor(executor, ray_address)
+
+
 def _stamp(settings, file_stamp):
     return None if file_stamp is None else f"{settings}:{file_stamp}"
 
@@ -407,6 +432,8 @@ def compute_embeddings(
     skip_failures=True,
     invariance=None,
     progress=None,
+    executor="local",
+    ray_address=None,
 ):
     """Computes a CNN embedding of every sample's image as a vector field.
 
@@ -451,6 +478,9 @@ def compute_embeddings(
             search (costs one more inference per version)
         progress (None): ``None``, a bool, or a callable (see
             :mod:`fiftyone_dedup.progress`)
+        executor ("local"): ``"local"``, or ``"ray"`` to embed on a Ray
+            cluster (see :mod:`fiftyone_dedup.distributed`)
+        ray_address (None): with ``"ray"``, the cluster's address
 
     Returns:
         an :class:`EncodeReport`
@@ -461,6 +491,7 @@ def compute_embeddings(
             :class:`fiftyone_dedup.models.ModelUnavailableError`), or an
             unreadable image when ``skip_failures`` is False
     """
+    executor = _validate_executor(executor, ray_address)
     check_collection(samples)
     existing = _existing_embeddings_field(samples, model, field, overwrite)
     if existing is not None:
@@ -476,12 +507,26 @@ def compute_embeddings(
     embeddings.check_count(num_workers, "num_workers", minimum=0)
     models.resolve_device(device)
     invariance = hashing.validate_invariance(invariance)
+    settings = f"cnn:{name}|{invariance}" if invariance else f"cnn:{name}"
+    if executor == "ray":
+        from fiftyone_dedup import distributed
+
+        params = dict(model=model, transform=transform, batch_size=batch_size,
+                      device=device, invariance=invariance)
+        return distributed.encode(
+            samples, "cnn", params, field, settings, overwrite, skip_failures,
+            progress, "Embedding images (Ray)", fof.VectorField,
+            variants_field(field) if invariance else None, fof.ListField,
+            ray_address=ray_address,
+        )
 
     def encode(paths):
+        loaded = models.load_model_with_progress(
+            model, transform=transform, device=device, progress=progress
+        )
         return embeddings.embed_files(
             paths,
-            model=model,
-            transform=transform,
+            model=loaded,
             batch_size=batch_size,
             num_workers=num_workers,
             device=device,
@@ -491,7 +536,7 @@ def compute_embeddings(
     return _encode_collection(
         samples,
         field,
-        f"cnn:{name}|{invariance}" if invariance else f"cnn:{name}",
+        settings,
         encode,
         overwrite=overwrite,
         skip_failures=skip_failures,
@@ -749,6 +794,9 @@ def find_duplicates(
     batch_size=None,
     device="auto",
     progress=None,
+    executor="local",
+    ray_address=None,
+    ivf_nprobe=None,
 ):
     """Finds near-duplicate images, groups them, keeps one per group and tags
     the rest.
@@ -819,6 +867,16 @@ def find_duplicates(
         device ("auto"): CNN only: where the model runs
         progress (None): ``None``, a bool, or a callable (see
             :mod:`fiftyone_dedup.progress`)
+        executor ("local"): ``"local"``, or ``"ray"`` to encode and search on
+            a Ray cluster (same results; see
+            :mod:`fiftyone_dedup.distributed`)
+        ray_address (None): with ``"ray"``, the cluster's address; else
+            ``RAY_ADDRESS``, else a local Ray started for the run
+        ivf_nprobe (None): with ``"ray"`` and CNN: ``None`` for the exact
+            tiled search; a number of lists for an inverted-file search
+            probing that many per vector (approximate; its recall against
+            exact search, measured on a sample, is in
+            ``results.summary["search"]``)
 
     Returns:
         a :class:`fiftyone_dedup.runs.DedupRunResults` (of the first dataset,
@@ -847,6 +905,7 @@ def find_duplicates(
         encode_kwargs=_encode_kwargs(
             encoder, exact=exact, num_workers=num_workers, invariance=invariance,
             model=model, batch_size=batch_size, device=device,
+            executor=executor, ray_address=ray_address, ivf_nprobe=ivf_nprobe,
         ),
         save_views=save_views,
         histogram=histogram,
@@ -874,6 +933,8 @@ def find_cross_duplicates(
     save_views=True,
     histogram=True,
     progress=None,
+    executor="local",
+    ray_address=None,
 ):
     """Finds the samples of a query set that duplicate a reference set.
 
@@ -911,6 +972,9 @@ def find_cross_duplicates(
         save_views (True): save review views
         histogram (True): record the distance histogram
         progress (None): ``None``, a bool, or a callable
+        executor ("local"): ``"local"`` or ``"ray"`` (see
+            :func:`find_duplicates`)
+        ray_address (None): with ``"ray"``, the cluster's address
 
     Returns:
         the :class:`fiftyone_dedup.runs.DedupRunResults` of the query dataset
@@ -932,6 +996,7 @@ def find_cross_duplicates(
         encode_kwargs=_encode_kwargs(
             encoder, exact=exact, num_workers=num_workers, invariance=invariance,
             model=model, batch_size=batch_size, device=device,
+            executor=executor, ray_address=ray_address,
         ),
         save_views=save_views,
         histogram=histogram,
@@ -942,13 +1007,20 @@ def find_cross_duplicates(
 
 def _encode_kwargs(
     encoder, exact=False, num_workers=None, invariance=None, model=None,
-    batch_size=None, device="auto",
+    batch_size=None, device="auto", executor="local", ray_address=None,
+    ivf_nprobe=None,
 ):
     spec = encoders.get_encoder(encoder)
     kwargs = {
         "num_workers": embeddings.check_count(num_workers, "num_workers", 0),
         "invariance": hashing.validate_invariance(invariance),
     }
+    if _validate_executor(executor, ray_address) == "ray":
+        kwargs.update(executor="ray", ray_address=ray_address)
+        if ivf_nprobe is not None:
+            kwargs["ivf_nprobe"] = ivf_nprobe
+    elif ivf_nprobe is not None:
+        raise ValueError("ivf_nprobe applies to executor='ray' only")
     if spec.is_hash:
         if model is not None or batch_size is not None:
             raise ValueError(
@@ -957,7 +1029,8 @@ def _encode_kwargs(
         kwargs["exact"] = exact
     else:
         embeddings.check_count(batch_size, "batch_size", minimum=1)
-        models.resolve_device(device)
+        if device not in (None, "auto"):  # "auto" always resolves; no torch import
+            models.resolve_device(device)
         kwargs.update(model=model, batch_size=batch_size, device=device)
     return kwargs
 

@@ -18,6 +18,7 @@ Every encoder reads images through :func:`load_rgb`, which
 import contextlib
 import logging
 import os
+import stat
 import threading
 import warnings
 
@@ -57,6 +58,44 @@ class DecodeError(Exception):
     """An image could not be decoded; the message says why."""
 
 
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def not_regular_reason(path):
+    """Why a path is not a regular file that can be read, or None.
+
+    A FIFO would block whoever opens it until a writer comes, and a device
+    such as ``/dev/zero`` never ends, so such paths are never opened.
+    Symbolic links are followed. Paths that cannot be stat'ed give None (the
+    caller's open says why).
+
+    Args:
+        path: a file path
+
+    Returns:
+        a reason such as ``"not a regular file: a named pipe (FIFO)"``, or
+        None for a regular file, a directory, or a path that cannot be stat'ed
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    kind = next((k for test, k in _KINDS if test(st.st_mode)), "a special file")
+    if os.path.islink(path):
+        try:
+            kind += f", through a symbolic link to {os.path.realpath(path)}"
+        except (OSError, ValueError):  # pragma: no cover - a link just stat'ed
+            pass
+    return f"not a regular file: {kind}"
+
+
 @contextlib.contextmanager
 def _bomb_guard_disabled():
     # We check the size ourselves after draft() has been applied, so that a
@@ -91,6 +130,9 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False)
     Raises:
         DecodeError: if the file is not an image or is too large
     """
+    reason = not_regular_reason(path)
+    if reason:
+        raise DecodeError(reason)
     try:
         with _bomb_guard_disabled():
             img = Image.open(path)

@@ -208,6 +208,15 @@ def build_parser():
     return p
 
 
+def _earlier_demo_dataset(name):
+    # a dataset of that name that fiftyone-dedup made, not one made by hand
+    import fiftyone as fo
+
+    from fiftyone_dedup import folders
+
+    return fo.dataset_exists(name) and folders.INFO_KEY in (fo.load_dataset(name).info or {})
+
+
 def run(args):
     """Builds the demo dataset and runs the command-line flow on it.
 
@@ -232,6 +241,8 @@ def run(args):
     ]
     if args.quiet:
         argv.append("--quiet")
+    if _earlier_demo_dataset("fiftyone-dedup-demo"):
+        argv.append("--overwrite_dataset")  # an earlier demo's, in another folder
     rep = cli.run(cli.build_parser().parse_args(argv))
     data = os.path.join(made["dir"], "data")
     group_of = {}

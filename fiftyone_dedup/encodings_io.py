@@ -122,6 +122,13 @@ def resolve_input_path(path):
     for candidate in (given, with_json_suffix(given)):
         if os.path.isfile(candidate):
             return os.path.abspath(candidate)
+    for candidate in (given, with_json_suffix(given)):
+        if os.path.exists(candidate) and not os.path.isdir(candidate):
+            # a FIFO or device would block or never end: never opened
+            raise EncodingsFileError(
+                f"{os.path.abspath(candidate)}: not a regular file (a named pipe, "
+                "socket or device); give a JSON file"
+            )
     raise EncodingsFileError(f"Encodings file not found: {given} (nor {with_json_suffix(given)})")
 
 
@@ -137,12 +144,32 @@ def safe_name(name):
     """
     if not isinstance(name, str) or not name or "\x00" in name:
         return None
+    if not _is_unicode(name):
+        return None
     if os.path.isabs(name) or name.startswith(("/", "\\")):
         return None
     norm = os.path.normpath(name)
     if norm in (".", "") or norm == ".." or norm.startswith(".." + os.sep):
         return None
     return norm
+
+
+def _is_unicode(text):
+    # JSON can spell lone surrogates (\udc80), which no file name holds
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _is_finite_number(x):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond any float (e.g. 400 digits)
+        return False
 
 
 def _check_hash(value):
@@ -159,10 +186,7 @@ def _check_vector(value):
     return (
         isinstance(value, list)
         and len(value) > 0
-        and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-            for x in value
-        )
+        and all(_is_finite_number(x) for x in value)
     )
 
 
@@ -180,6 +204,11 @@ def _clean_entries(path, entries, kind=None):
         raise EncodingsFileError(f"{path}: expected an object of file name -> encoding")
     clean, dropped, bad = {}, 0, 0
     for name, value in entries.items():
+        if isinstance(name, str) and not _is_unicode(name):
+            raise EncodingsFileError(
+                f"{path}: the file name {name!r} is not valid Unicode (it holds a "
+                "lone surrogate), so no file can have it"
+            )
         rel = safe_name(name)
         if rel is None:
             dropped += 1
@@ -224,6 +253,11 @@ def read(path):
         raise EncodingsFileError(f"{path}: not a UTF-8 text file") from None
     except json.JSONDecodeError as e:
         raise EncodingsFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise EncodingsFileError(f"{path}: JSON nested too deeply to be an encodings file") from None
+    except ValueError as e:  # Python refuses integers of over 4300 digits
+        why = "a number with thousands of digits" if "digits" in str(e) else _first_line(e)
+        raise EncodingsFileError(f"{path}: not usable as encodings ({why})") from None
     except OSError as e:
         raise EncodingsFileError(f"{path}: cannot read ({e.strerror})") from None
     written_at = os.path.getmtime(path)
@@ -242,15 +276,22 @@ def read(path):
     )
 
 
+def _first_line(e):
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 def _read_ours(path, data, written_at):
     version = data.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
+        if isinstance(version, int) and not isinstance(version, bool) and len(str(abs(version))) > 20:
+            version = f"{str(version)[:12]}... ({len(str(abs(version)))} digits)"
         raise EncodingsFileError(f"{path}: unsupported version {version!r} (this reads {VERSION})")
     encoder = data.get("encoder")
     model = data.get("model")
-    if encoder is not None and not isinstance(encoder, str):
+    if encoder is not None and not (isinstance(encoder, str) and _is_unicode(encoder)):
         raise EncodingsFileError(f"{path}: the encoder must be a name")
-    if model is not None and not isinstance(model, str):
+    if model is not None and not (isinstance(model, str) and _is_unicode(model)):
         raise EncodingsFileError(f"{path}: the model must be a name")
     sets_in = data.get("datasets")
     if not isinstance(sets_in, list):
@@ -262,6 +303,8 @@ def _read_ours(path, data, written_at):
         k, clean = _clean_entries(path, d.get("encodings", {}), kind)
         kind = kind or k
         root = d.get("root")
+        if isinstance(root, str) and not _is_unicode(root):
+            raise EncodingsFileError(f"{path}: datasets[{i}].root is not valid Unicode")
         if root is not None and (not isinstance(root, str) or not os.path.isabs(root)):
             raise EncodingsFileError(f"{path}: datasets[{i}].root must be an absolute path")
         stamps = d.get("stamps") or {}
@@ -271,7 +314,9 @@ def _read_ours(path, data, written_at):
             safe_name(k2): v for k2, v in stamps.items()
             if safe_name(k2) in clean and isinstance(v, str)
         }
-        dname = d.get("name") if isinstance(d.get("name"), str) else f"dataset_{i + 1}"
+        dname = d.get("name")
+        if not isinstance(dname, str) or not _is_unicode(dname):
+            dname = f"dataset_{i + 1}"
         sets.append(EncodingsSet(dname, root, clean, stamps, written_at))
     if kind is None:
         kind = _kind_for_encoder(encoder)
@@ -358,6 +403,40 @@ def check_compatible(encodings, spec, model=None, dim=None, path="encodings"):
             f"{path} holds {encodings.dim}-d embeddings, but the run's model makes "
             f"{dim}-d ones (another model made this file)"
         )
+
+
+def load_json_or_none(path):
+    """The JSON in a regular file, or None when it is not one, cannot be
+    read or is not JSON (a FIFO or device is never opened).
+
+    Args:
+        path: a file path
+
+    Returns:
+        the parsed value, or None
+    """
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def is_encodings_file(path):
+    """Whether ``--encodings_out`` may overwrite a file: one that is an
+    encodings file, ours or imagededup's (``{}`` included)."""
+    data = load_json_or_none(path)
+    if data == {}:
+        return True
+    if data is None:
+        return False
+    try:
+        read(path)
+    except EncodingsFileError:
+        return False
+    return True
 
 
 def write(path, encodings, style="fiftyone"):

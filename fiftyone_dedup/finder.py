@@ -187,6 +187,7 @@ def find(
         guard_threshold, min_samples, tag, mode,
     )
     encode_kwargs = dict(encode_kwargs or {})
+    searcher = _ray_searcher(encode_kwargs)
     model_label = None
     for part in parts:
         core.check_collection(part.samples, nonempty=True)
@@ -240,7 +241,9 @@ def find(
     items = _Items(parts)
     margin = HISTOGRAM_MARGIN[spec.metric] if histogram else 0
     search_threshold = _widen(spec, threshold, margin)
-    keys, a, b, s, is_ref = _search(spec, parts, items, mode, search_threshold, progress)
+    keys, a, b, s, is_ref = _search(
+        spec, parts, items, mode, search_threshold, progress, searcher
+    )
     # pairs of encodings stand for every pair of the samples holding them
     multiplicity = np.bincount(keys, minlength=int(keys.max()) + 1 if len(keys) else 0)
     weights = multiplicity[a] * multiplicity[b] if len(a) else np.zeros(0)
@@ -281,6 +284,8 @@ def find(
             clusters = None
 
     summary = _summary(parts, items, groups, keys, weights, mode)
+    if searcher is not None:
+        summary["search"] = dict(searcher.stats)
     options = dict(
         encoder=spec.name, field=parts[0].field, metric=spec.metric, threshold=threshold,
         keep=keep_policies.describe(keep), grouping=grouping_method, tag=tag,
@@ -414,17 +419,29 @@ def _stack(spec, encodings):
     return np.concatenate(encodings)
 
 
-def _search(spec, parts, items, mode, threshold, progress):
+def _ray_searcher(encode_kwargs):
+    nprobe = encode_kwargs.pop("ivf_nprobe", None)
+    if encode_kwargs.get("executor") != "ray":
+        return None
+    from fiftyone_dedup import distributed
+
+    return distributed.Searcher(encode_kwargs.get("ray_address"), ivf_nprobe=nprobe)
+
+
+def _search(spec, parts, items, mode, threshold, progress, searcher=None):
     invariant = any(
         p.variants is not None and any(len(v) for v in p.variants) for p in parts
     )
+    cross = _cross(spec) if searcher is None else searcher.searchers(spec)[1]
     if mode != "query":
         codes = _stack(spec, [p.encodings for p in parts])
         uniq, keys = search.unique_rows(codes)
         with ProgressBar(
             total=len(uniq), progress=progress, label="Searching", iters_str="encodings"
         ) as pb:
-            if spec.is_hash:
+            if searcher is not None:
+                a, b, s = searcher.searchers(spec)[0](uniq, threshold, progress=pb.update)
+            elif spec.is_hash:
                 a, b, s = search.hamming_pairs(uniq, threshold, progress=pb.update)
             else:
                 a, b, s = search.cosine_pairs(
@@ -436,7 +453,7 @@ def _search(spec, parts, items, mode, threshold, progress):
                 total=len(vcodes), progress=progress,
                 label="Searching flipped/rotated versions", iters_str="encodings",
             ) as pb:
-                vi, uj, vs = _cross(spec)(vcodes, uniq, threshold, progress=pb.update)
+                vi, uj, vs = cross(vcodes, uniq, threshold, progress=pb.update)
             va = keys[owners[vi]]
             other = va != uj
             a, b, s = _min_pairs(
@@ -454,14 +471,14 @@ def _search(spec, parts, items, mode, threshold, progress):
         total=len(uq), progress=progress, label="Searching (query vs reference)",
         iters_str="encodings",
     ) as pb:
-        qa, rb, s = _cross(spec)(uq, ur, threshold, progress=pb.update)
+        qa, rb, s = cross(uq, ur, threshold, progress=pb.update)
     # one key space: query keys first, then reference keys
     keys = np.empty(len(items), dtype=np.int64)
     keys[~is_ref] = qkeys
     keys[is_ref] = rkeys + len(uq)
     vcodes, owners = _variant_codes(parts, ("query",), spec)
     if invariant and len(vcodes) and len(ur):
-        vi, rj, vs = _cross(spec)(vcodes, ur, threshold)
+        vi, rj, vs = cross(vcodes, ur, threshold)
         qa, rb, s = _min_pairs(
             np.r_[qa, keys[owners[vi]]], np.r_[rb, rj], np.r_[s, vs],
             spec.similarity, symmetric=False,

@@ -6,8 +6,13 @@ The command line works on folders the way the script it grew from did: each
 formats FiftyOne reads (or none, with ``--no_annot``). All folders of a run go
 into one persistent FiftyOne dataset, each sample remembering its folder in
 ``source_dir``; a later run on the same folders updates that dataset in place
-(new files added, removed files dropped, labels re-read), so stored
-encodings of unchanged files are reused.
+(new files added, removed files dropped, labels re-read and replaced), so
+stored encodings of unchanged files are reused.
+
+What this tool writes is never scanned as data: duplicates folders (any
+folder holding a move manifest), galleries of ``--display_duplicates`` and
+the folders passed in ``exclude``. A dataset this module did not make from
+the same folders is never changed unless ``overwrite=True``.
 """
 
 import hashlib
@@ -33,6 +38,14 @@ ORDER_FIELD = "source_order"
 
 #: the label field annotations load into
 LABEL_FIELD = "ground_truth"
+
+#: the dataset ``info`` key recording the folders a dataset was made from
+INFO_KEY = "fiftyone_dedup"
+
+#: sample fields that every dataset has; never cleared before labels reload
+_DEFAULT_FIELDS = frozenset(
+    ("id", "filepath", "tags", "metadata", "created_at", "last_modified_at")
+)
 
 _MAGIC = (
     b"\xff\xd8\xff",  # JPEG
@@ -60,6 +73,8 @@ def looks_like_image(path):
     Returns:
         True/False
     """
+    if not os.path.isfile(path):  # a FIFO or device is never opened
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -93,15 +108,81 @@ def _utf8_ok(path):
         return False
 
 
-def scan_images(directory, exclude=(), skipped=None):
+#: the ``<title>`` of the gallery page :mod:`fiftyone_dedup.gallery` writes
+_GALLERY_TITLE = b"<title>fiftyone-dedup: duplicates</title>"
+
+
+def output_folder_kind(directory, names=None):
+    """Whether a folder is one that this tool wrote, and which kind.
+
+    Args:
+        directory: a folder path
+        names (None): the names of the files in it, if already listed
+
+    Returns:
+        ``"duplicates folder"`` (it holds a move manifest), ``"gallery"``
+        (a ``--display_duplicates`` page), or None
+    """
+    from fiftyone_dedup import manifest as mf
+
+    if names is None:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return None
+    if any(n.startswith(mf.PREFIX) and n.endswith(mf.SUFFIX) for n in names):
+        return "duplicates folder"
+    if "index.html" in names:
+        try:
+            with open(os.path.join(directory, "index.html"), "rb") as f:
+                if _GALLERY_TITLE in f.read(4096):
+                    return "gallery"
+        except OSError:
+            pass
+    return None
+
+
+def enclosing_output_folder(folder, cache=None):
+    """The duplicates folder a folder lies in (itself or an ancestor), if any.
+
+    Args:
+        folder: a folder path
+        cache (None): a dict reused across calls (folder -> answer)
+
+    Returns:
+        the duplicates folder's path, or None
+    """
+    cache = {} if cache is None else cache
+    folder = os.path.abspath(folder)
+    seen = []
+    found = None
+    while True:
+        if folder in cache:
+            found = cache[folder]
+            break
+        seen.append(folder)
+        if output_folder_kind(folder) == "duplicates folder":
+            found = folder
+            break
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for f in seen:
+        cache[f] = found
+    return found
+
+
+def scan_images(directory, exclude=(), skipped=None, outputs=None):
     """Lists the image files under a folder, recursively, sorted.
 
     Files with an image extension are listed whether or not they decode (a
     corrupt one is then reported by the encoder); files without an extension
     are listed when their first bytes look like an image. Hidden files and
-    folders are skipped, and so are the folders in ``exclude`` (such as the
-    duplicates folder). Symlinked folders are not followed, so a link loop
-    cannot trap the scan.
+    folders are skipped, and so are the folders (and files) in ``exclude``
+    (such as the duplicates folder) and every folder this tool wrote (see
+    :func:`output_folder_kind`). Symlinked folders are not followed, so a
+    link loop cannot trap the scan.
 
     Args:
         directory: the folder
@@ -109,28 +190,41 @@ def scan_images(directory, exclude=(), skipped=None):
         skipped (None): an optional list that receives ``{"path", "error"}``
             for image files that cannot be used at all (names that are not
             valid UTF-8, which FiftyOne cannot store)
+        outputs (None): an optional list that receives the folders not
+            scanned because this tool wrote them
 
     Returns:
         a sorted list of absolute paths
     """
     directory = os.path.abspath(directory)
     excluded = {os.path.realpath(e) for e in exclude}
+    excluded_files = excluded | {os.path.abspath(e) for e in exclude}
+    outputs = [] if outputs is None else outputs
     out = []
 
     def onerror(err):
         logger.warning("Cannot read folder %s: %s", err.filename, err.strerror)
 
     for root, dirs, files in os.walk(directory, onerror=onerror):
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if not d.startswith(".")
-            and os.path.realpath(os.path.join(root, d)) not in excluded
-        )
+        if root != directory and output_folder_kind(root, dirs + files):
+            outputs.append(root)
+            dirs[:] = []
+            continue
+        keep = []
+        for d in sorted(dirs):
+            if d.startswith("."):
+                continue
+            if os.path.realpath(os.path.join(root, d)) in excluded:
+                outputs.append(os.path.join(root, d))
+                continue
+            keep.append(d)
+        dirs[:] = keep
         for name in files:
             if name.startswith("."):
                 continue
             path = os.path.join(root, name)
+            if path in excluded_files:
+                continue
             ext = os.path.splitext(name)[1].lower()
             if ext in IMAGE_EXTENSIONS or (not ext and looks_like_image(path)):
                 reason = _unusable_reason(path)
@@ -161,6 +255,8 @@ def _unusable_reason(path):
 
 
 def _sniff_format(path):
+    if not os.path.isfile(path):  # a FIFO or device is never opened
+        return None
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -234,6 +330,14 @@ def check_dirs(dirs, data_dir=True):
                 )
         if path in out:
             raise FolderError(f"Folder given twice: {path}")
+        dup = enclosing_output_folder(path)
+        if dup is not None:
+            raise FolderError(
+                f"Folder {path} is inside {dup}, a duplicates folder of an "
+                "earlier move (it holds move manifests), which is never "
+                f"scanned as a dataset; undo the move with 'fiftyone-dedup "
+                f"restore {dup}' or choose another folder"
+            )
         out.append(path)
     for a in out:
         for b in out:
@@ -258,6 +362,83 @@ def default_dataset_name(dirs):
     return f"fiftyone-dedup-{names}-{digest}"
 
 
+def _lock_key(name):
+    # the same dataset name in another database is another dataset
+    return f"{fo.config.database_uri or ''}|{fo.config.database_name}|{name}"
+
+
+def run_lock(name):
+    """The lock a command-line run holds on its dataset from start to end, so
+    that a second run on the same dataset is refused instead of racing it.
+
+    Args:
+        name: the dataset name
+
+    Returns:
+        a :class:`fiftyone_dedup.locks.FileLock`
+    """
+    from fiftyone_dedup import locks
+
+    return locks.FileLock(locks.keyed_lock_path("run", _lock_key(name)), f"dataset '{name}'")
+
+
+def hold_run_lock(name):
+    """Takes :func:`run_lock` or refuses.
+
+    Args:
+        name: the dataset name
+
+    Returns:
+        the held lock; release it with ``.release()``
+
+    Raises:
+        FolderError: naming the other run
+    """
+    from fiftyone_dedup import locks
+
+    lock = run_lock(name)
+    try:
+        return lock.acquire()
+    except locks.LockError:
+        try:
+            with open(lock.path, encoding="utf-8", errors="replace") as f:
+                holder = f.read(200).strip()
+        except OSError:
+            holder = ""
+        raise FolderError(
+            f"Another fiftyone-dedup run is working on dataset '{name}'"
+            + (f" ({holder})" if holder else "")
+            + "; wait for it to finish and run again"
+        ) from None
+
+
+def dataset_not_ours(name, dirs):
+    """Why an existing dataset may not be changed by a run on some folders.
+
+    Only a dataset that :func:`load_folders` made from the same folders (in
+    any order) may be changed without ``overwrite``.
+
+    Args:
+        name: the dataset name
+        dirs: the absolute folder paths of the run
+
+    Returns:
+        a reason naming the dataset, or None when it does not exist or is ours
+    """
+    if not fo.dataset_exists(name):
+        return None
+    dataset = fo.load_dataset(name)
+    mine = (dataset.info or {}).get(INFO_KEY)
+    if isinstance(mine, dict) and sorted(mine.get("dirs") or []) == sorted(dirs):
+        return None
+    n = dataset.count()
+    if isinstance(mine, dict) and mine.get("dirs"):
+        made = "was made by fiftyone-dedup from other folders (" + ", ".join(mine["dirs"]) + ")"
+    else:
+        made = "was not made by fiftyone-dedup from these folders"
+    return f"Dataset '{name}' ({n} sample(s)) {made}"
+
+
 def load_folders(
     dirs,
     name=None,
@@ -265,9 +446,15 @@ def load_folders(
     annotations=True,
     dataset_type=None,
     exclude=(),
+    overwrite=False,
     progress=None,
 ):
     """Loads (or updates) a persistent dataset with the images of folders.
+
+    A rerun on the same folders updates the dataset it made: new files are
+    added, removed ones dropped, and labels replaced by what the
+    annotations say now. An existing dataset made otherwise (by hand, or
+    from other folders) is refused unless ``overwrite``.
 
     Args:
         dirs: the dataset folders
@@ -277,7 +464,10 @@ def load_folders(
         annotations (True): whether folders have annotations to load
         dataset_type (None): the annotation format name (see
             :mod:`fiftyone_dedup.layouts`); detected when omitted
-        exclude (()): folders never scanned (such as the duplicates folder)
+        exclude (()): folders (and files) never scanned (such as the
+            duplicates folder)
+        overwrite (False): delete an existing dataset of that name that
+            was not made from these folders, and make it anew
         progress (None): FiftyOne's ``progress`` argument
 
     Returns:
@@ -286,22 +476,37 @@ def load_folders(
         image files that could not be added at all
 
     Raises:
-        FolderError: if a folder is unusable or matches no layout
+        FolderError: if a folder is unusable or matches no layout, or the
+            dataset exists and was not made from these folders
     """
     from fiftyone_dedup import layouts as lay
 
     dirs = check_dirs(dirs, data_dir=data_dir)
     name = name or default_dataset_name(dirs)
+    reason = dataset_not_ours(name, dirs)
+    if reason and not overwrite:
+        raise FolderError(f"{reason}; it is left as it is (overwrite=True replaces it)")
 
-    plans, skipped = [], []
+    plans, skipped, outputs = [], [], []
     for d in dirs:
         layout = None
         if annotations:
             layout = lay.resolve_layout(d, data_dir=data_dir, dataset_type=dataset_type)
-        files = scan_images(images_dir(d, data_dir), exclude=exclude, skipped=skipped)
+        files = scan_images(
+            images_dir(d, data_dir), exclude=exclude, skipped=skipped, outputs=outputs
+        )
         plans.append((d, layout, files))
+    if outputs:
+        logger.info(
+            "Not scanned: %d folder(s) that fiftyone-dedup wrote (duplicates "
+            "folders, galleries): %s%s",
+            len(outputs), ", ".join(outputs[:3]), ", ..." if len(outputs) > 3 else "",
+        )
 
-    dataset = _open_dataset(name)
+    if reason:
+        logger.warning("%s; overwriting it", reason)
+        fo.load_dataset(name).delete()
+    dataset = _open_dataset(name, dirs, data_dir)
     if not dataset.has_sample_field(SOURCE_FIELD):
         dataset.add_sample_field(SOURCE_FIELD, fo.StringField)
     dataset.create_index("filepath", unique=True)
@@ -315,6 +520,7 @@ def load_folders(
             labeled = lay.import_labels(d, layout, data_dir=data_dir, progress=progress)
             for path in labeled.values("filepath"):
                 wanted.setdefault(path, d)
+            _clear_labels(dataset, labeled, d)
             labeled.create_index("filepath", unique=True)
             dataset.merge_samples(
                 labeled, key_field="filepath", insert_new=True, progress=progress
@@ -336,7 +542,7 @@ def load_folders(
         SOURCE_FIELD, {i: wanted.get(p) for i, p in zip(ids, paths)}, key_field="id"
     )
     info = dict(dataset.info or {})
-    info["fiftyone_dedup"] = {
+    info[INFO_KEY] = {
         "dirs": dirs,
         "data_dir": data_dir,
         "layouts": {d: (layout.name if layout else None) for d, layout, _ in plans},
@@ -377,9 +583,34 @@ def folder_order_view(dataset, dirs):
     return dataset.sort_by([(ORDER_FIELD, 1), ("filepath", 1)])
 
 
-def _open_dataset(name):
+def _clear_labels(dataset, labeled, directory):
+    """Empties, on the samples of a folder already in the dataset, the fields
+    its annotations load into: merging would add a second copy of every
+    label (new ids each import), and keep labels the files no longer have."""
+    from fiftyone import ViewField as F
+
+    fields = [
+        f for f in labeled.get_field_schema()
+        if f not in _DEFAULT_FIELDS and dataset.has_sample_field(f)
+    ]
+    if not fields:
+        return
+    view = dataset.match(F("filepath").starts_with(directory.rstrip(os.sep) + os.sep))
+    for f in fields:
+        view.clear_sample_field(f)
+
+
+def _new_dataset(name, dirs, data_dir):
+    dataset = fo.Dataset(name, persistent=True)
+    # marked as ours from the start, so that a rerun after a crash may update it
+    dataset.info = {INFO_KEY: {"dirs": list(dirs), "data_dir": data_dir}}
+    dataset.save()
+    return dataset
+
+
+def _open_dataset(name, dirs, data_dir):
     if not fo.dataset_exists(name):
-        return fo.Dataset(name, persistent=True)
+        return _new_dataset(name, dirs, data_dir)
     dataset = fo.load_dataset(name)
     if dataset.media_type not in (None, "image"):
         raise FolderError(
@@ -394,7 +625,7 @@ def _open_dataset(name):
             name,
         )
         dataset.delete()
-        return fo.Dataset(name, persistent=True)
+        return _new_dataset(name, dirs, data_dir)
     return dataset
 
 

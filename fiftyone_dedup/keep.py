@@ -8,7 +8,9 @@ the same choice.
 
 Policies (``keep=``):
 
--   ``"first"``: the first in order (the default)
+-   ``"first"``: the first in order (the default), except that a file
+    inside a duplicates folder of an earlier move (a folder holding move
+    manifests) is kept only when its group has no file outside one
 -   ``"largest_resolution"``: most pixels (reads image headers for samples
     without ``metadata``)
 -   ``"largest_file"``: the largest file on disk
@@ -109,6 +111,37 @@ def validate_keep(keep, priority=None):
     )
 
 
+def check_field(samples, keep):
+    """Checks that a ``"max:<field>"``/``"min:<field>"`` policy names a
+    numeric (or date) field of the collection; other policies pass.
+
+    Args:
+        samples: a ``SampleCollection``
+        keep: a policy (see the module)
+
+    Raises:
+        ValueError: naming the field and the numeric fields there are
+    """
+    import fiftyone.core.fields as fof
+
+    kind, arg = validate_keep(keep, priority=["-"])
+    if kind != "expr" or not isinstance(arg[0], str):
+        return
+    name = arg[0]
+    numeric = (fof.IntField, fof.FloatField, fof.DateField, fof.DateTimeField)
+    field = samples.get_field(name)
+    if isinstance(field, numeric):
+        return
+    usable = sorted(
+        k for k, f in samples.get_field_schema(flat=True).items()
+        if isinstance(f, numeric) and not k.startswith("_")
+    )
+    known = f"; numeric fields: {', '.join(usable)}" if usable else ""
+    if field is None:
+        raise ValueError(f"no sample field {name!r} in dataset '{samples._root_dataset.name}'{known}")
+    raise ValueError(f"{keep!r}: field {name!r} is a {type(field).__name__}, not a number{known}")
+
+
 def preference(samples, ids, keep="first", priority=None, filepaths=None):
     """Preference values of some samples of one collection (lower is kept).
 
@@ -124,10 +157,12 @@ def preference(samples, ids, keep="first", priority=None, filepaths=None):
     """
     kind, arg = validate_keep(keep, priority)
     n = len(ids)
-    if kind == "first" or n == 0:
+    if n == 0:
         return np.zeros(n)
     if filepaths is None:
         filepaths = _values_for(samples, ids, "filepath")
+    if kind == "first":
+        return _moved_out_preference(filepaths)
 
     if kind in ("largest_file", "oldest", "newest"):
         out = np.full(n, _WORST)
@@ -173,11 +208,30 @@ def _values_for(samples, ids, field_or_expr):
     return [lookup.get(i) for i in ids]
 
 
+def _moved_out_preference(filepaths):
+    # 1 for files in a duplicates folder (copies moved out earlier), else 0
+    from fiftyone_dedup import folders
+
+    cache = {}
+    out = np.zeros(len(filepaths))
+    by_folder = {}
+    for i, path in enumerate(filepaths):
+        by_folder.setdefault(os.path.dirname(path), []).append(i)
+    for folder, idx in by_folder.items():
+        if folders.enclosing_output_folder(folder, cache) is not None:
+            out[idx] = 1.0
+    return out
+
+
 def _resolution_preference(samples, ids):
-    missing = samples.exists("metadata", False)
+    missing = samples.select(ids).exists("metadata", False)
     if len(missing):
-        logger.info("Reading image sizes of %d sample(s)", len(missing))
-        missing.compute_metadata()
+        # only regular files: a FIFO or device would block or never end
+        mids, paths = missing.values(["id", "filepath"])
+        readable = [i for i, p in zip(mids, paths) if os.path.isfile(p)]
+        logger.info("Reading image sizes of %d sample(s)", len(readable))
+        if readable:
+            samples.select(readable).compute_metadata()
     widths = _values_for(samples, ids, "metadata.width")
     heights = _values_for(samples, ids, "metadata.height")
     out = np.full(len(ids), _WORST)

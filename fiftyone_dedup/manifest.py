@@ -13,8 +13,9 @@ torn last line (a kill mid-write) is ignored.
 A manifest is data from a folder anyone may have edited: the reader checks
 every record and every path, and derives what it can (a file's destination
 is its source under the root's folder) instead of trusting it. A record
-that fails a check is reported in ``Manifest.problems`` and ignored. Pure
-Python; no FiftyOne.
+that fails a check is reported in ``Manifest.problems`` and ignored. The
+restore records say what a restore did; whether a move is restored is
+derived from its files. Pure Python; no FiftyOne.
 
 Records (all have ``"type"``)::
 
@@ -141,6 +142,7 @@ class AnnotationEntry:
     path: str
     sha256: str
     backup: str
+    line: object = None
 
 
 @dataclass
@@ -178,6 +180,7 @@ class Manifest:
     torn_tail: bool = False
     num_file_records: int = 0
     num_annotation_records: int = 0
+    written_lines: dict = field(default_factory=dict)
 
     @property
     def state(self):
@@ -385,11 +388,11 @@ def parse_manifest(data, path="<manifest>"):
             m.problems.append(f"line {i}: not a JSON object")
             continue
         try:
-            _apply_record(m, record)
+            _apply_record(m, record, i)
         except (ValueError, TypeError, KeyError, IndexError) as e:
             m.problems.append(f"line {i}: {e}")
-    if m.problems:
-        logger.warning(
+    if m.problems:  # the callers report them (once)
+        logger.debug(
             "Manifest %s: %d record(s) ignored; first: %s",
             path, len(m.problems), m.problems[0],
         )
@@ -535,7 +538,7 @@ _AFTER_PLAN = (
 )
 
 
-def _apply_record(m, d):
+def _apply_record(m, d, line=None):
     kind = d.get("type")
     if kind == "file" and not m.planned:
         # a bad file record still takes its number, so the others keep theirs
@@ -559,7 +562,7 @@ def _apply_record(m, d):
         backup = _str(d, "backup")
         if backup != annotation_backup(m.move_id, root, rel):
             raise ValueError(f"annotation backup {backup!r} is not where backups go")
-        m.annotations.append(AnnotationEntry(a=a, root=root, path=rel, sha256=_sha(d), backup=backup))
+        m.annotations.append(AnnotationEntry(a=a, root=root, path=rel, sha256=_sha(d), backup=backup, line=line))
     elif kind == "samples":
         if m.planned:
             raise ValueError("samples record after the plan was closed")
@@ -588,15 +591,20 @@ def _apply_record(m, d):
         if not any(rel.startswith(r.dest + "/") for r in m.roots):
             raise ValueError(f"written path {rel!r} is outside this move's folders")
         m.written[rel] = _sha(d)
+        m.written_lines.setdefault(rel, line)
     elif kind == "phase":
         m.phases.add(_choice(d, "name", PHASES))
     elif kind == "complete":
         m.complete = True
     elif kind == "aborted":
+        if m.planned:
+            raise ValueError("'aborted' after the plan was closed (only an unfinished plan is aborted)")
         m.aborted = True
     elif kind == "restore_started":
         m.restore_started = True
     elif kind in ("restored", "restore_skipped"):
+        if not m.restore_started:
+            raise ValueError(f"'{kind}' record before 'restore_started'")
         n = _int(d, "n")
         if n >= m.num_file_records:
             raise ValueError(f"restore outcome for unknown file {n}")

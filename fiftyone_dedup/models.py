@@ -441,6 +441,31 @@ def load_model(model=None, transform=None, device="auto"):
     return _from_callable(name, module, transform).to(dev)
 
 
+def load_model_with_progress(model=None, transform=None, device="auto", progress=None):
+    """:func:`load_model` under a "Loading model" progress stage, so that a
+    first load (seconds) is not shown as an embedding bar stuck at 0.
+
+    Args:
+        model (None): see :func:`load_model`
+        transform (None): see :func:`load_model`
+        device ("auto"): see :func:`resolve_device`
+        progress (None): see :mod:`fiftyone_dedup.progress`
+
+    Returns:
+        an :class:`EmbeddingModel` on the device
+    """
+    if isinstance(model, EmbeddingModel):
+        return load_model(model, device=device)
+    from fiftyone_dedup.progress import ProgressBar
+
+    label = f"Loading model {model_name(model, transform)}"
+    with ProgressBar(total=1, progress=progress, label=label, iters_str="models") as pb:
+        pb.set_iteration(0)  # callbacks (the App) see the stage at once
+        loaded = load_model(model, transform=transform, device=device)
+        pb.update()
+    return loaded
+
+
 def _load_lite0():
     import torch
 

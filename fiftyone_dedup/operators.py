@@ -188,6 +188,30 @@ def _execution_options(ctx):
     return appui.execution_options(n)
 
 
+def _executor_inputs(ctx, inputs):
+    """Where the run's heavy steps run: here, or a Ray cluster (for
+    scheduled runs on large datasets)."""
+    choices = types.RadioGroup()
+    choices.add_choice("local", label="This machine")
+    choices.add_choice("ray", label="Ray cluster (pip install fiftyone-dedup[ray])")
+    inputs.enum(
+        "executor", choices.values(), default="local", label="Run on", view=choices,
+        description="A Ray cluster gives the same results; its workers must "
+        "see the images and this database",
+    )
+    if ctx.params.get("executor") == "ray":
+        inputs.str(
+            "ray_address", required=False, label="Ray address",
+            description="Default: RAY_ADDRESS, else a local Ray for the run",
+        )
+
+
+def _executor_params(params):
+    if params.get("executor", "local") != "ray":
+        return {}
+    return {"executor": "ray", "ray_address": params.get("ray_address") or None}
+
+
 def _encoder_inputs(ctx, inputs, hashes_only=False):
     choices = types.DropdownView()
     for spec in encoders.ENCODERS.values():
@@ -586,6 +610,7 @@ class ComputeHashes(foo.Operator):
                     "Hashes of unchanged files are reused unless this is set"
                 ),
             )
+            _executor_inputs(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Compute hashes"))
 
     def resolve_execution_options(self, ctx):
@@ -600,7 +625,7 @@ class ComputeHashes(foo.Operator):
         def work(progress):
             return core.compute_hashes(
                 view, field=field, method=hashing.validate_method(method),
-                overwrite=overwrite, progress=progress,
+                overwrite=overwrite, progress=progress, **_executor_params(ctx.params),
             )
 
         if ctx.delegated:
@@ -700,6 +725,7 @@ class ComputeEmbeddings(foo.Operator):
                     "reused unless this is set"
                 ),
             )
+            _executor_inputs(ctx, inputs)
         return types.Property(
             inputs, view=types.View(label="Compute embeddings")
         )
@@ -720,6 +746,7 @@ class ComputeEmbeddings(foo.Operator):
                 batch_size=params.get("batch_size"),
                 overwrite=bool(params.get("overwrite", False)),
                 progress=progress,
+                **_executor_params(params),
             )
 
         if ctx.delegated:
@@ -857,6 +884,7 @@ class FindDuplicates(foo.Operator):
                     "sample followed by its duplicates"
                 ),
             )
+            _executor_inputs(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Find duplicates"))
 
     def resolve_execution_options(self, ctx):
@@ -886,6 +914,7 @@ class FindDuplicates(foo.Operator):
                 tag=params.get("tag", core.DEFAULT_TAG),
                 progress=progress,
                 **_grouping_params(params, spec),
+                **_executor_params(params),
             )
 
         if ctx.delegated:
@@ -1099,6 +1128,7 @@ class FindCrossDuplicates(foo.Operator):
             inputs.bool(
                 "open_view", default=True, label="Show the matches when done",
             )
+            _executor_inputs(ctx, inputs)
         return types.Property(
             inputs, view=types.View(label="Find duplicates across datasets")
         )
@@ -1120,12 +1150,13 @@ class FindCrossDuplicates(foo.Operator):
                 return core.find_duplicates(
                     [view] + others, threshold=threshold, encoder=spec.name,
                     model=model, run_key=run_key, progress=progress,
+                    **_executor_params(params),
                 )
             return core.find_cross_duplicates(
                 view, others, threshold=threshold, encoder=spec.name,
                 model=model, run_key=run_key,
                 write_reference=params.get("write_reference", True),
-                progress=progress,
+                progress=progress, **_executor_params(params),
             )
 
         if ctx.delegated:

@@ -4,7 +4,25 @@ import os
 
 from fiftyone_dedup import core
 from fiftyone_dedup import encoders
+from fiftyone_dedup import encodings_io
 from fiftyone_dedup.folders import SOURCE_FIELD
+
+#: the ``format`` of the reports written here
+FORMAT = "fiftyone-dedup-report"
+
+# what every report has had, also before it carried its format
+_REPORT_KEYS = {"encoder", "threshold", "summary", "groups", "failed"}
+
+
+def is_report_file(path):
+    """Whether the next ``--report`` may overwrite a file: a JSON report
+    written by this tool (also one from before reports carried ``format``)."""
+    data = encodings_io.load_json_or_none(path)
+    if not isinstance(data, dict):
+        return False
+    return data.get("format") == FORMAT or (
+        "format" not in data and _REPORT_KEYS <= set(data)
+    )
 
 
 def build_report(dataset, results, encoder, threshold, dirs=None):
@@ -18,7 +36,7 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
         dirs (None): the folders of the run
 
     Returns:
-        a dict: ``{"encoder", "threshold", "groups": [{"keep", "duplicates",
+        a dict: ``{"format", "encoder", "threshold", "groups": [{"keep", "duplicates",
         ...}], "failed": [{"path", "error"}], ...}``
     """
     spec = encoders.get_encoder(encoder)
@@ -62,6 +80,7 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
     summary = dict(results.summary)
     summary["num_cross"] = num_cross
     return {
+        "format": FORMAT,
         "encoder": spec.label,
         "model": getattr(results.config, "model", None),
         "threshold": threshold,

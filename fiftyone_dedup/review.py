@@ -4,6 +4,7 @@ for the App).
 """
 
 import logging
+import os
 
 from fiftyone import ViewField as F
 
@@ -106,6 +107,24 @@ def _xlabel(histogram):
     return "Hamming distance of matched pairs (bits)"
 
 
+#: the PNG ``Software`` text of histograms written here
+HISTOGRAM_SOFTWARE = "fiftyone-dedup histogram"
+
+
+def is_histogram_png(path):
+    """Whether the next ``--histogram`` may overwrite a file: a PNG that
+    :func:`save_histogram_png` wrote (it carries :data:`HISTOGRAM_SOFTWARE`)."""
+    from PIL import Image
+
+    if not os.path.isfile(path):  # a FIFO or device is never opened
+        return False
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and img.text.get("Software") == HISTOGRAM_SOFTWARE
+    except Exception:  # noqa: BLE001 - not a PNG of ours
+        return False
+
+
 def save_histogram_png(histogram, path, title=None):
     """Writes the distance histogram as a PNG, with the threshold marked.
 
@@ -140,7 +159,8 @@ def save_histogram_png(histogram, path, title=None):
     ax.set_ylabel("pairs")
     ax.set_title(title or "Pairs near the threshold (red: matched)")
     fig.tight_layout()
-    fig.savefig(path)
+    # the mark that lets a later run overwrite this file, and no other PNG
+    fig.savefig(path, metadata={"Software": HISTOGRAM_SOFTWARE})
     plt.close(fig)
     return path
 

@@ -5,7 +5,9 @@ within a threshold, never an N x N matrix.
 
 -   64-bit hashes (``uint64``): Hamming distance <= ``threshold``, searched
     with faiss's binary flat index (popcount over packed codes), blockwise and
-    upper-triangular so that each pair is computed once.
+    upper-triangular so that each pair is computed once; large sets of
+    spread-out codes by multi-index hashing instead (:mod:`.hamming`), which
+    gives the same pairs with a small fraction of the comparisons.
 -   embeddings (``float32``): cosine similarity >= ``threshold`` of
     L2-normalised vectors, blockwise and upper-triangular: fast matrix
     products (torch when installed, bfloat16 where the CPU multiplies it
@@ -22,14 +24,19 @@ compared with itself (cross-dataset search).
 
 import logging
 import platform
+import sys
 import warnings
 
 import numpy as np
+
+from fiftyone_dedup import hamming
 
 logger = logging.getLogger(__name__)
 
 #: queries per faiss call; bounds the memory of one call's results
 DEFAULT_BLOCK_SIZE = 16384
+
+HAMMING_METHODS = ("auto", "flat", "mih")
 
 
 def _faiss():
@@ -177,8 +184,26 @@ def _split_range_result(lims, D, I, offset):
     return qi, I.astype(np.int64), D
 
 
+def _hamming_plan(query, reference, threshold, method):
+    """The multi-index search to run, or ``None`` for the flat index."""
+    if method not in HAMMING_METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(HAMMING_METHODS)}, got {method!r}"
+        )
+    if method == "flat" or not len(query) or (reference is not None and not len(reference)):
+        return None
+    if not hamming.available():
+        logger.debug("multi-index hashing needs numba; using the flat index")
+        return None
+    plan = hamming.Plan(query, reference, threshold)
+    if method == "mih" or plan.worth_it():
+        logger.debug("Hamming search by multi-index hashing (%d substrings)", plan.m)
+        return plan
+    return None
+
+
 def hamming_pairs(
-    codes, threshold, block_size=DEFAULT_BLOCK_SIZE, progress=None
+    codes, threshold, block_size=DEFAULT_BLOCK_SIZE, progress=None, method="auto"
 ):
     """All pairs of 64-bit hashes within a Hamming distance (inclusive).
 
@@ -188,11 +213,19 @@ def hamming_pairs(
         block_size (DEFAULT_BLOCK_SIZE): queries per faiss call
         progress (None): an optional callable invoked with the number of rows
             just searched
+        method ("auto"): ``"flat"`` (faiss's brute-force index), ``"mih"``
+            (multi-index hashing, needs numba) or ``"auto"`` (multi-index
+            hashing where it makes far fewer comparisons: large sets of
+            spread-out codes); the result is the same
 
     Returns:
-        a tuple ``(i, j, d)`` of arrays with ``i < j``
+        a tuple ``(i, j, d)`` of arrays with ``i < j``, sorted by ``(i, j)``
     """
     threshold = validate_hamming_threshold(threshold)
+    codes = np.ascontiguousarray(np.asarray(codes, dtype=np.uint64))
+    plan = _hamming_plan(codes, None, threshold, method)
+    if plan is not None:
+        return plan.search(progress=progress)
     faiss = _faiss()
     binary = _as_binary(codes)
     n = len(binary)
@@ -215,7 +248,8 @@ def hamming_pairs(
 
 
 def hamming_cross(
-    query, reference, threshold, block_size=DEFAULT_BLOCK_SIZE, progress=None
+    query, reference, threshold, block_size=DEFAULT_BLOCK_SIZE, progress=None,
+    method="auto",
 ):
     """Pairs of (query, reference) hashes within a Hamming distance.
 
@@ -229,11 +263,18 @@ def hamming_cross(
         block_size (DEFAULT_BLOCK_SIZE): queries per faiss call
         progress (None): an optional callable invoked with the number of
             queries just searched
+        method ("auto"): ``"flat"``, ``"mih"`` or ``"auto"`` (see
+            :func:`hamming_pairs`); the result is the same
 
     Returns:
-        a tuple ``(qi, rj, d)`` of arrays
+        a tuple ``(qi, rj, d)`` of arrays, sorted by ``(qi, rj)``
     """
     threshold = validate_hamming_threshold(threshold)
+    query = np.ascontiguousarray(np.asarray(query, dtype=np.uint64))
+    reference = np.ascontiguousarray(np.asarray(reference, dtype=np.uint64))
+    plan = _hamming_plan(query, reference, threshold, method)
+    if plan is not None:
+        return plan.search(progress=progress)
     faiss = _faiss()
     qbin, rbin = _as_binary(query), _as_binary(reference)
     index = faiss.IndexBinaryFlat(64)
@@ -364,7 +405,16 @@ def resolve_similarity_method(method="auto"):
     return method
 
 
+#: with ``method="auto"``, searches of at most this many multiply-adds run
+#: on numpy's float32 products when torch is not imported yet: importing it
+#: costs more (seconds, and hundreds of MB) than it saves
+NUMPY_MAX_WORK = 4e10
+
+
 def _products(queries, keys, method):
+    work = float(len(queries)) * len(keys) * queries.shape[1]
+    if method == "auto" and work <= NUMPY_MAX_WORK and "torch" not in sys.modules:
+        return _Products(queries, keys, "fp32", use_torch=False)
     method = resolve_similarity_method(method)
     if method == "int8":
         try:
@@ -379,11 +429,11 @@ class _Products:
     """Blocks of fast inner products between two sets of unit vectors,
     thresholded into candidate pairs."""
 
-    def __init__(self, queries, keys, method):
-        self.method = resolve_similarity_method(method)
+    def __init__(self, queries, keys, method, use_torch=True):
+        self.method = "fp32" if not use_torch else resolve_similarity_method(method)
         dim = queries.shape[1]
         self.margin = _MARGIN_BASE[self.method] + _MARGIN_PER_DIM[self.method] * dim
-        self.torch = _torch()
+        self.torch = _torch() if use_torch else None
         self.num_keys = len(keys)
         self._buffer = None
         if self.torch is None:

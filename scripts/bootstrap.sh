@@ -89,7 +89,21 @@ if [ -z "${FIFTYONE_DATABASE_URI:-}" ] && ! mongod_ok; then
   mongod_ok || die "no working mongod for FiftyOne; install MongoDB and set FIFTYONE_DATABASE_URI"
 fi
 
-# 4. The browser for the App's tests: Debian's chromium, driven by Playwright
+# 4. The virtualenv's activate script sets what this project's commands set
+# for themselves: no mongod version check (FiftyOne's installed mongod gets
+# an "oldest supported major version" warning on every Python import) and
+# no usage tracking. A value already in the environment is kept.
+MARK="# fiftyone_dedup: environment"
+if ! grep -qF "$MARK" "$VENV/bin/activate"; then
+  cat >>"$VENV/bin/activate" <<EOF
+
+$MARK
+[ -n "\${FIFTYONE_DATABASE_VALIDATION+x}" ] || export FIFTYONE_DATABASE_VALIDATION=false
+[ -n "\${FIFTYONE_DO_NOT_TRACK+x}" ] || export FIFTYONE_DO_NOT_TRACK=true
+EOF
+fi
+
+# 5. The browser for the App's tests: Debian's chromium, driven by Playwright
 # (never `playwright install`, which downloads its own build). Where it
 # cannot be installed the browser tests fail saying so, unless
 # FIFTYONE_DEDUP_SKIP_BROWSER=1 opts out of them.
@@ -102,7 +116,7 @@ if [ "$ACTION" = test ] && [ "${FIFTYONE_DEDUP_SKIP_BROWSER:-}" != 1 ] && ! have
     || say "warning: could not install chromium (needs apt and root or sudo); the browser tests will fail. Install Chromium and set FIFTYONE_DEDUP_CHROMIUM, or set FIFTYONE_DEDUP_SKIP_BROWSER=1 to skip them"
 fi
 
-# 5. Run what was asked
+# 6. Run what was asked
 export FIFTYONE_DATABASE_VALIDATION=${FIFTYONE_DATABASE_VALIDATION:-false}
 export FIFTYONE_DO_NOT_TRACK=${FIFTYONE_DO_NOT_TRACK:-true}
 case "$ACTION" in

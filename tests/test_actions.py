@@ -358,9 +358,11 @@ def test_disk_filling_up_mid_move_loses_nothing(tmp_path, names, monkeypatch):
             assert len(here) == 1 and fileops.sha256_file(here[0]) == sha, rel
         os.remove(filler)
         monkeypatch.setattr(fileops, "copy_verified", real_copy)
-        # the interrupted move is finished; what it could not move moves now
+        # the interrupted move is finished; what it could not move moves now,
+        # into the same folder (never split between coco and coco-2)
         result = actions.move_duplicates(ds, small)
         assert len(result.resumed) == 1
+        assert sorted(n for n in os.listdir(small) if not n.startswith((".", "manifest-"))) == ["coco"]
         moves = actions.list_moves(small)
         assert all(m["state"] == "moved" for m in moves)
         assert sum(m["num_moved"] for m in moves) == 8  # COCO: images only, labels.json is shared

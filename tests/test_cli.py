@@ -261,10 +261,11 @@ def test_restore_of_a_missing_folder_exits_2():
     )
 
 
-def test_app_flag_serves_the_duplicates_view(folder):
+def test_app_flag_serves_the_duplicates_view(folder, tmp_path):
     import signal
     import socket
     import time
+    import urllib.parse
     import urllib.request
 
     with socket.socket() as s:
@@ -272,11 +273,13 @@ def test_app_flag_serves_the_duplicates_view(folder):
         port = s.getsockname()[1]
     env = {**os.environ, "FIFTYONE_DEFAULT_APP_PORT": str(port), "FIFTYONE_DEFAULT_APP_ADDRESS": "127.0.0.1"}
     env.pop("DISPLAY", None)
+    # stderr to a file: a pipe nobody reads could fill up and block the run
+    errors = open(tmp_path / "stderr.txt", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "fiftyone_dedup", "-d", folder["dir"], "--no_data_dir",
          "--no_annot", "--encoder", "DHash", "--dataset", "cli-app", "--quiet", "--app",
          "--dry_run"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=tmp_path,
     )
     try:
         url = None
@@ -287,7 +290,9 @@ def test_app_flag_serves_the_duplicates_view(folder):
                 url = line.split()[1]
             elif not line and proc.poll() is not None:
                 break
-        assert url and f":{port}" in url, proc.stderr.read() if proc.poll() is not None else url
+        assert url and f":{port}" in url, (tmp_path / "stderr.txt").read_text()
+        # a URL a browser can open, not the 0.0.0.0 a server listens on
+        assert urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost"), url
         body = None
         while time.time() < deadline and body is None:
             try:
@@ -298,10 +303,13 @@ def test_app_flag_serves_the_duplicates_view(folder):
         ds = fo.load_dataset("cli-app")
         assert len(ds.match_tags("duplicate")) == len(folder["planted"])
     finally:
+        # Ctrl-C stops the App server at once, without its graceful shutdown
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-    assert proc.returncode == 0
+            proc.wait()
+        errors.close()
+    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()
     fo.load_dataset("cli-app").delete()

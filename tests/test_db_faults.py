@@ -83,6 +83,8 @@ def test_dataset_left_without_media_type_is_rebuilt(tmp_path):
     folder = tmp_path / "imgs"
     made = helpers.make_folder(str(folder), num_textures=3)
     ds = fo.Dataset("half-written", persistent=True)
+    ds.info = {"fiftyone_dedup": {"dirs": [str(folder)]}}  # marked first, as the CLI does
+    ds.save()
     ds.add_samples([fo.Sample(filepath=p) for p in made["originals"][:3]])
     client = pymongo.MongoClient(os.environ["FIFTYONE_DATABASE_URI"])
     client["fiftyone"].datasets.update_one({"name": "half-written"}, {"$set": {"media_type": None}})

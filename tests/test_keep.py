@@ -181,3 +181,28 @@ def test_cli_keep_policy_chooses_expected(group, tmp_path, args, policy):
     rep = json.loads(report.read_text())
     assert [g["keep"] for g in rep["groups"]] == [group["expected"][policy]]
     assert len(rep["groups"][0]["duplicates"]) == len(group["paths"]) - 1
+
+
+def test_first_never_keeps_a_copy_from_an_earlier_duplicates_folder(tmp_path):
+    """Issue 13, break 2: a copy moved out earlier sorted first and was kept,
+    while the original moved out. The default prefers files outside a
+    folder holding move manifests; with only such files it keeps the first."""
+    img = helpers.photo(2)
+    dup = tmp_path / "a_duplicates"
+    (dup / "manifest-0123.jsonl").parent.mkdir(parents=True)
+    (dup / "manifest-0123.jsonl").write_text("")
+    copy = helpers.save(helpers.resized(img), str(dup / "ds" / "p0_half.jpg"))
+    other_copy = helpers.save(helpers.jpeg(img), str(dup / "ds" / "p0_jpeg.jpg"))
+    orig = helpers.save(img, str(tmp_path / "p0.jpg"))
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath=p) for p in (copy, other_copy, orig)])
+        r = fod.find_duplicates(ds, threshold=10)
+        assert r.summary["num_groups"] == 1
+        assert _kept(ds, "dedup") == [orig]
+        # the original gone: the first copy is kept, never both moved
+        ds.delete_samples(ds.match(F("filepath") == orig))
+        fod.find_duplicates(ds, threshold=10)
+        assert _kept(ds, "dedup") == [copy]
+    finally:
+        ds.delete()

@@ -10,6 +10,7 @@ import fiftyone as fo
 from fiftyone_dedup import folders, layouts
 
 import helpers
+import labeled
 
 FORMATS = {
     "coco": (fo.types.COCODetectionDataset, "ground_truth_detections"),
@@ -91,3 +92,59 @@ def test_cli_on_a_coco_dataset_with_unlabeled_and_missing_images(tmp_path):
     assert "file not found" in rep["failed"][0]["error"]
     assert any(extra in g["duplicates"] or extra == g["keep"] for g in rep["groups"])
     fo.load_dataset("cli-coco").delete()
+
+
+def _labels_by_path(ds):
+    """``{filepath: sorted labels}`` over every label field of a dataset."""
+    schema = ds.get_field_schema(embedded_doc_type=fo.Label)
+    out = {}
+    for path in ds.values("filepath"):
+        out[path] = []
+    for name, field in schema.items():
+        list_field = getattr(field.document_type, "_LABEL_LIST_FIELD", None)
+        for path, value in zip(ds.values("filepath"), ds.values(name)):
+            if value is None:
+                continue
+            items = getattr(value, list_field) if list_field else [value]
+            out[path] += sorted((name, x.label, tuple(getattr(x, "bounding_box", None) or ())) for x in items)
+    return out
+
+
+@pytest.mark.parametrize("layout", sorted(labeled.LAYOUT_TYPES))
+def test_rerun_on_a_labeled_folder_gives_the_same_labels(tmp_path, layout):
+    """Issue 13, break 4: every rerun added another copy of every label
+    (COCO 113 -> 226 -> 339 detections)."""
+    made = labeled.make_labeled_folder(str(tmp_path / layout), layout)
+    name = f"rerun-{layout}"
+    firsts = []
+    try:
+        for _ in range(3):
+            ds = folders.load_folders([made["dir"]], name=name, data_dir=made["data_dir"])[0]
+            firsts.append(_labels_by_path(ds))
+        assert sum(len(v) for v in firsts[0].values()) == 6  # one label per image
+        assert firsts[1] == firsts[0] and firsts[2] == firsts[0]
+    finally:
+        if fo.dataset_exists(name):
+            fo.load_dataset(name).delete()
+
+
+def test_rerun_takes_labels_removed_from_the_annotations_away(tmp_path):
+    d = tmp_path / "coco"
+    src = _labeled_source(tmp_path)
+    src.export(export_dir=str(d), dataset_type=fo.types.COCODetectionDataset, label_field="ground_truth")
+    src.delete()
+    ds = folders.load_folders([str(d)], name="rerun-edited")[0]
+    try:
+        field = FORMATS["coco"][1]
+        before = ds.count(f"{field}.detections")
+        coco = json.loads((d / "labels.json").read_text())
+        first_image = coco["images"][0]["id"]
+        dropped = [a for a in coco["annotations"] if a["image_id"] == first_image]
+        coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != first_image]
+        (d / "labels.json").write_text(json.dumps(coco))
+        ds = folders.load_folders([str(d)], name="rerun-edited")[0]
+        assert dropped and ds.count(f"{field}.detections") == before - len(dropped)
+        path = str(d / "data" / coco["images"][0]["file_name"])
+        assert ds[path][field] is None
+    finally:
+        ds.delete()

@@ -1,5 +1,10 @@
 """Radius search: exact against brute force, within and across sets."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -168,6 +173,31 @@ def test_cosine_search_is_exact_at_the_threshold_whatever_the_products(method):
     qi, rj, _ = search.cosine_cross(x[:400], x[400:], 0.9, block_size=64, method=method)
     cross = sims[:400, 400:]
     assert set(zip(qi.tolist(), rj.tolist())) == set(zip(*np.nonzero(cross >= 0.9)))
+
+
+def test_small_searches_need_no_torch_and_stay_exact():
+    # importing torch costs seconds: small searches use numpy's products
+    code = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        sys.path.insert(0, %r)
+        from test_search import _near_threshold_pairs
+        from fiftyone_dedup import search
+        x = _near_threshold_pairs(400, 384, 0.9, seed=11)
+        xd = search.normalize(x).astype(np.float64)
+        sims = xd @ xd.T
+        i, j, s = search.cosine_pairs(x, 0.9, block_size=150)
+        assert set(zip(i.tolist(), j.tolist())) == set(zip(*np.nonzero(np.triu(sims >= 0.9, k=1))))
+        qi, rj, _ = search.cosine_cross(x[:400], x[400:], 0.9, block_size=64)
+        assert set(zip(qi.tolist(), rj.tolist())) == set(zip(*np.nonzero(sims[:400, 400:] >= 0.9)))
+        print("torch" in sys.modules, len(i))
+        """
+    ) % os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    imported, pairs = out.stdout.split()
+    assert imported == "False" and int(pairs) > 0
 
 
 @pytest.mark.parametrize("shape", ["non-negative", "spiky", "sign", "zero rows"])
