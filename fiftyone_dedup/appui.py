@@ -109,3 +109,26 @@ def failures_note(failures, total_failed=None):
     if total > MAX_LISTED_FAILURES:
         lines.append(f"- ... and {total - MAX_LISTED_FAILURES} more")
     return "\n".join(lines)
+
+
+def error_messages(ctx, title, error):
+    """What the App shows when an operator's run raised: a dialog and an
+    error notification, both with the exception's own message.
+
+    Args:
+        ctx: the execution context
+        title: what was being done, such as ``"Moving duplicates"``
+        error: the exception
+
+    Returns:
+        the messages to yield
+    """
+    message = str(error) or type(error).__name__
+    outputs = types.Object()
+    outputs.view("title", types.Header(label=f"{title} failed", divider=True))
+    outputs.view("error", types.Error(label=message))
+    schema = types.Property(outputs, view=types.View(label=f"{title} failed"))
+    return [
+        ctx.ops.show_output(schema.to_json(), {}),
+        ctx.ops.notify(f"{title} failed: {message}", variant="error"),
+    ]

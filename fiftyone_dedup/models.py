@@ -646,6 +646,47 @@ def _symmetric_padding_into_conv(net, zero_pad, identity):
                 m.static_padding = identity()
 
 
+def missing_weights(name):
+    """Why a model named ``name`` would need a download before it loads, or
+    None if it loads from files already here (checked without loading it).
+
+    Args:
+        name: a model name (see :func:`load_model`)
+
+    Returns:
+        a one-line message naming the weights file and where it is fetched
+        from, or None
+    """
+    builtin = canonical_name(name) if isinstance(name, str) else None
+    if builtin in IMAGEDEDUP_MODELS:
+        import torch.hub
+        import torchvision.models as tvm
+
+        enum_name, member = IMAGEDEDUP_MODELS[builtin][1].split(".")
+        url = getattr(getattr(tvm, enum_name), member).url
+        path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+        if not os.path.isfile(path):
+            return (
+                f"The weights of {builtin!r} are not here ({path}): they are "
+                f"downloaded from {url} when the run starts, which fails "
+                f"without internet access; {DEFAULT_MODEL!r} needs no download"
+            )
+        return None
+    if builtin is None and isinstance(name, str):
+        import fiftyone.zoo as foz
+
+        try:
+            if not foz.is_zoo_model_downloaded(name):
+                return (
+                    f"The FiftyOne zoo model {name!r} is not downloaded: its "
+                    "weights are fetched when the run starts, which fails "
+                    f"without internet access; {DEFAULT_MODEL!r} needs no download"
+                )
+        except Exception:  # noqa: BLE001 - an unknown name is flagged elsewhere
+            return None
+    return None
+
+
 def _load_imagededup(name):
     import torchvision.models as tvm
 

@@ -7,18 +7,22 @@ when they run immediately; delegated (scheduled) runs report progress through
 through ``foo.execute_operator`` and returns the run's summary.
 """
 
+import errno
 import logging
+import os
 import queue
 import threading
 
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from fiftyone.operators.constants import ViewTarget
 
 from fiftyone_dedup import actions
 from fiftyone_dedup import appui
 from fiftyone_dedup import core
 from fiftyone_dedup import encoders
+from fiftyone_dedup import fileops
 from fiftyone_dedup import hashing
 from fiftyone_dedup import keep as keep_policies
 from fiftyone_dedup import models
@@ -87,6 +91,31 @@ def _run_in_app(ctx, work):
     return box["result"]
 
 
+def _shown_errors(ctx, title, messages):
+    """Yields an App generator's messages; an exception it raises is shown
+    as an error dialog and notification (FiftyOne drops exceptions raised in
+    a generator operator: nothing would reach the screen).
+
+    Args:
+        ctx: the execution context
+        title: what the run does, such as ``"Moving duplicates"``
+        messages: the operator's generator of App messages
+
+    Yields:
+        App messages
+    """
+    if not ctx.request_params.get("operator_uri"):
+        # only the App's requests name the operator: Python callers
+        # (foo.execute_operator) get the exception itself
+        yield from messages
+        return
+    try:
+        yield from messages
+    except Exception as e:  # noqa: BLE001 - shown in the App, and logged
+        logger.warning("%s failed: %s", title, e, exc_info=True)
+        yield from appui.error_messages(ctx, title, e)
+
+
 def _run_delegated(ctx, work):
     """Runs ``work(progress)`` in a delegated (scheduled) run, reporting
     progress and the stage label on the run's record.
@@ -124,6 +153,11 @@ def _target_inputs(ctx, inputs, what):
     Returns:
         the target view, or None if it is empty
     """
+    # the whole dataset unless samples are selected (not the last results)
+    inputs.view_target(
+        ctx,
+        default_target=ViewTarget.SELECTED_SAMPLES if ctx.selected else ViewTarget.DATASET,
+    )
     view = ctx.target_view()
     n = len(view)
     if n == 0:
@@ -188,10 +222,11 @@ def _encoder_inputs(ctx, inputs, hashes_only=False):
             label=spec.label,
             description=_encoder_description(spec),
         )
+    default = "dhash" if hashes_only else "cnn"  # the CLI's default
     inputs.enum(
         "encoder",
         choices.values(),
-        default="dhash",
+        default=default,
         required=False,
         label="Encoder",
         description=(
@@ -203,7 +238,7 @@ def _encoder_inputs(ctx, inputs, hashes_only=False):
         view=choices,
     )
     try:
-        return encoders.get_encoder(ctx.params.get("encoder") or "dhash")
+        return encoders.get_encoder(ctx.params.get("encoder") or default)
     except ValueError:
         return encoders.get_encoder("dhash")  # the enum flags the bad value
 
@@ -287,6 +322,10 @@ def _model_input(ctx, inputs, view):
     except ValueError as e:
         prop.invalid = True
         prop.error_message = str(e)
+        return name
+    problem = models.missing_weights(name)
+    if problem:
+        inputs.view("model_offline", types.Warning(label="Needs a download", description=problem))
     return name
 
 
@@ -333,6 +372,14 @@ _KEEP_LABELS = {
 }
 
 
+def _run_output_fields(dataset):
+    """The fields this plugin's runs wrote (not offered as keep criteria)."""
+    own = set()
+    for key in core.list_runs(dataset):
+        own.update(_run_fields(dataset, key))
+    return own
+
+
 def _keep_input(ctx, inputs, view):
     """The keep policy: named policies, plus highest/lowest of any numeric
     field of the target."""
@@ -340,8 +387,9 @@ def _keep_input(ctx, inputs, view):
     for policy in keep_policies.POLICIES:
         choices.add_choice(policy, label=_KEEP_LABELS.get(policy, policy))
     numeric = (fo.IntField, fo.FloatField, fo.DateTimeField, fo.DateField)
+    own = _run_output_fields(view._root_dataset)
     for name, field in sorted(view.get_field_schema().items()):
-        if isinstance(field, numeric) and not name.startswith("_"):
+        if isinstance(field, numeric) and not name.startswith("_") and name not in own:
             choices.add_choice(f"max:{name}", label=f"Highest {name}")
             choices.add_choice(f"min:{name}", label=f"Lowest {name}")
     inputs.enum(
@@ -586,19 +634,19 @@ class ComputeHashes(foo.Operator):
 
     def execute(self, ctx):
         view = ctx.target_view()
-        method = hashing.validate_method(ctx.params.get("encoder", "dhash"))
+        method = ctx.params.get("encoder", "dhash")
         field = ctx.params.get("field") or method
         overwrite = bool(ctx.params.get("overwrite", False))
 
         def work(progress):
             return core.compute_hashes(
-                view, field=field, method=method, overwrite=overwrite,
-                progress=progress, **_executor_params(ctx.params),
+                view, field=field, method=hashing.validate_method(method),
+                overwrite=overwrite, progress=progress, **_executor_params(ctx.params),
             )
 
         if ctx.delegated:
             return _report_values(_run_delegated(ctx, work))
-        return self._execute_in_app(ctx, work)
+        return _shown_errors(ctx, "Computing hashes", self._execute_in_app(ctx, work))
 
     def _execute_in_app(self, ctx, work):
         report = yield from _run_in_app(ctx, work)
@@ -717,14 +765,19 @@ class ComputeEmbeddings(foo.Operator):
                 **_executor_params(params),
             )
 
+        if ctx.delegated:
+            _run_delegated(ctx, work)
+            return None
+        return _shown_errors(ctx, "Computing embeddings", self._execute_in_app(ctx, work))
+
+    def _execute_in_app(self, ctx, work):
         report = yield from _run_in_app(ctx, work)
-        if not ctx.delegated:
-            yield ctx.ops.reload_dataset()
-            yield ctx.ops.notify(
-                f"Embedded {report.num_computed} image(s), reused "
-                f"{report.num_reused}, {report.num_failed} failed",
-                variant="warning" if report.num_failed else "success",
-            )
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.notify(
+            f"Embedded {report.num_computed} image(s), reused "
+            f"{report.num_reused}, {report.num_failed} failed",
+            variant="warning" if report.num_failed else "success",
+        )
 
 
 class FindDuplicates(foo.Operator):
@@ -861,7 +914,7 @@ class FindDuplicates(foo.Operator):
     def execute(self, ctx):
         view = ctx.target_view()
         params = ctx.params
-        spec = encoders.get_encoder(params.get("encoder", "dhash"))
+        spec = encoders.get_encoder(params.get("encoder", "cnn"))
         run_key = params.get("run_key", core.DEFAULT_RUN_KEY)
         model, field = None, params.get("field") or spec.default_field
         if not spec.is_hash:
@@ -889,7 +942,7 @@ class FindDuplicates(foo.Operator):
         if ctx.delegated:
             summary = _run_delegated(ctx, work).summary
             return {key: summary.get(key) for key in _SUMMARY_LABELS}
-        return self._execute_in_app(ctx, work, run_key)
+        return _shown_errors(ctx, "Finding duplicates", self._execute_in_app(ctx, work, run_key))
 
     def _execute_in_app(self, ctx, work, run_key):
         results = yield from _run_in_app(ctx, work)
@@ -1081,12 +1134,18 @@ class FindCrossDuplicates(foo.Operator):
             if not spec.is_hash:
                 _model_input(ctx, inputs, view)
             _run_key_input(ctx, inputs, view)
-            if ctx.params.get("mode", "query") == "query":
+            mode = ctx.params.get("mode", "query")
+            if mode == "query":
                 inputs.bool(
                     "write_reference",
                     default=True,
                     label="Record the run in the other datasets too",
                     description="Off leaves the reference datasets untouched",
+                )
+            if mode == "union" or ctx.params.get("write_reference", True):
+                _others_replaced_notice(
+                    ctx, inputs, [d for d in picked if d in others],
+                    ctx.params.get("run_key") or core.DEFAULT_RUN_KEY,
                 )
             inputs.bool(
                 "open_view", default=True, label="Show the matches when done",
@@ -1102,14 +1161,13 @@ class FindCrossDuplicates(foo.Operator):
     def execute(self, ctx):
         view = ctx.target_view()
         params = ctx.params
-        spec = encoders.get_encoder(params.get("encoder", "dhash"))
+        spec = encoders.get_encoder(params.get("encoder", "cnn"))
         run_key = params.get("run_key") or core.DEFAULT_RUN_KEY
-        others = [fo.load_dataset(name) for name in params.get("datasets") or []]
-
         threshold = _threshold_param(params, spec)
         model = None if spec.is_hash else params.get("model") or models.DEFAULT_MODEL
 
         def work(progress):
+            others = [fo.load_dataset(name) for name in params.get("datasets") or []]
             if params.get("mode", "query") == "union":
                 return core.find_duplicates(
                     [view] + others, threshold=threshold, encoder=spec.name,
@@ -1126,7 +1184,10 @@ class FindCrossDuplicates(foo.Operator):
         if ctx.delegated:
             summary = _run_delegated(ctx, work).summary
             return {key: summary.get(key) for key in _CROSS_LABELS}
-        return self._execute_in_app(ctx, work, view, run_key)
+        return _shown_errors(
+            ctx, "Finding duplicates across datasets",
+            self._execute_in_app(ctx, work, view, run_key),
+        )
 
     def _execute_in_app(self, ctx, work, view, run_key):
         results = yield from _run_in_app(ctx, work)
@@ -1152,6 +1213,37 @@ class FindCrossDuplicates(foo.Operator):
 
     def resolve_output(self, ctx):
         return _output_schema(_CROSS_LABELS, "Cross-dataset duplicates found")
+
+
+def _others_replaced_notice(ctx, inputs, names, run_key):
+    """Warns before Execute which other datasets' runs ``run_key`` replaces
+    (and flags a key held there by something else)."""
+    replaced = []
+    for name in names:
+        other = fo.load_dataset(name)
+        try:
+            core.validate_run_key(run_key)
+            core._check_run_key_free(other, run_key)
+        except ValueError as e:
+            prop = inputs.view(f"other_key_{len(replaced)}", types.Error(label=str(e)))
+            prop.invalid = True
+            prop.error_message = str(e)
+            return
+        if run_key in core.list_runs(other):
+            replaced.append(f"dataset '{name}' ({_run_label(other, run_key)})")
+    if replaced:
+        inputs.view(
+            "others_replaced",
+            types.Warning(
+                label=f"Replaces the run '{run_key}' in {len(replaced)} other dataset(s)",
+                description=(
+                    "Their fields and tags of that run are removed first: "
+                    + "; ".join(replaced)
+                    + ". Choose another run key, or turn off recording the "
+                    "run in the other datasets, to keep them"
+                ),
+            ),
+        )
 
 
 #: what a cross-dataset run's result shows: key -> label
@@ -1244,21 +1336,55 @@ class ShowDuplicates(foo.Operator):
         inputs.enum(
             "role", choices.values(), default="all", label="Show", view=choices
         )
+        inputs.bool(
+            "grouped", default=False, label="One tile per group",
+            description="The grid shows each group once; the sample view pages through its members",
+        )
         return types.Property(inputs, view=types.View(label="Show duplicates"))
 
     def execute(self, ctx):
         role = ctx.params.get("role", "all")
         run_key = ctx.params["run_key"]
         view = core.duplicates_view(
-            ctx.dataset, run_key, role=None if role == "all" else role
+            ctx.dataset, run_key, role=None if role == "all" else role,
+            dynamic=bool(ctx.params.get("grouped", False)),
         )
         _show_groups(ctx, view, run_key)
+        if ctx.params.get("grouped", False):
+            ctx.ops.notify(f"Showing {len(view)} group(s) of run '{run_key}'")
+            return {"num_groups": len(view)}
         ctx.ops.notify(f"Showing {len(view)} sample(s) of run '{run_key}'")
         return {"num_samples": len(view)}
 
 
+def _run_label(dataset, key):
+    """A run as the pickers show it: key, encoder, threshold, date, counts."""
+    try:
+        info = dataset.get_run_info(key)
+        cfg = info.config
+        summary = core.load_run(dataset, key).summary
+    except Exception:  # noqa: BLE001 - an unreadable run is still offered
+        return key
+    when = info.timestamp.strftime("%Y-%m-%d %H:%M") if info.timestamp else "?"
+    return (
+        f"{key}: {cfg.encoder} at {cfg.threshold}, {when}, "
+        f"{summary.get('num_groups', 0)} group(s), "
+        f"{summary.get('num_duplicates', 0)} duplicate(s)"
+    )
+
+
+def _runs_newest_first(dataset):
+    keys = core.list_runs(dataset)
+
+    def when(key):
+        ts = dataset.get_run_info(key).timestamp
+        return ts.timestamp() if ts else 0.0
+
+    return sorted(keys, key=when, reverse=True)
+
+
 def _existing_run_input(ctx, inputs):
-    run_keys = core.list_runs(ctx.dataset) if ctx.dataset is not None else []
+    run_keys = _runs_newest_first(ctx.dataset) if ctx.dataset is not None else []
     if not run_keys:
         prop = inputs.view(
             "no_runs",
@@ -1272,13 +1398,14 @@ def _existing_run_input(ctx, inputs):
         return None
     choices = types.DropdownView()
     for key in run_keys:
-        choices.add_choice(key, label=key)
+        choices.add_choice(key, label=_run_label(ctx.dataset, key))
     inputs.enum(
         "run_key",
         choices.values(),
         default=run_keys[0],
         required=False,
         label="Run",
+        description="Newest first",
         view=choices,
     )
     return ctx.params.get("run_key", run_keys[0])
@@ -1338,8 +1465,11 @@ class ClearDuplicates(foo.Operator):
 # ----------------------------------------------------- move and restore
 
 
-def _duplicates_dir_input(ctx, inputs, description):
-    """The duplicates folder field; returns its absolute path or None."""
+def _duplicates_dir_input(ctx, inputs, description, moving=True):
+    """The duplicates folder field; returns its absolute path or None.
+
+    ``moving`` (True) also refuses a folder inside the dataset's folder
+    (restoring reads the folder earlier moves used)."""
     prop = inputs.str(
         "duplicates_dir", required=True, label="Duplicates folder", description=description,
     )
@@ -1347,11 +1477,56 @@ def _duplicates_dir_input(ctx, inputs, description):
     if not value:
         return None
     try:
-        return actions._check_dir_arg(value)
+        path = actions._check_dir_arg(value)
+        problem = _folder_problem(ctx.dataset if moving else None, value)
+        if problem is None:
+            return path
     except ValueError as e:
-        prop.invalid = True
-        prop.error_message = str(e)
-        return None
+        problem = str(e)
+    prop.invalid = True
+    prop.error_message = problem
+    inputs.view("folder_error", types.Error(label="Cannot use this folder", description=problem))
+    return None
+
+
+def _folder_problem(dataset, value):
+    """Why the App cannot use ``value`` as a duplicates folder, or None:
+    it must be absolute, outside the dataset's folder, and creatable and
+    writable (checked without creating anything)."""
+    path = os.path.expanduser(str(value).strip())
+    if not os.path.isabs(path):
+        return (
+            f"Give an absolute folder path, not {value!r}: a relative one "
+            f"would be taken from the App server's working directory ({os.getcwd()})"
+        )
+    path = os.path.normpath(path)
+    # files that earlier moves put in the folder do not make it the dataset's
+    paths = [
+        p for p in (dataset.values("filepath") if dataset is not None else [])
+        if not p.startswith(path + os.sep)
+    ]
+    if paths:
+        home = os.path.commonpath([os.path.dirname(p) for p in paths])
+        if home != os.sep and fileops.is_inside(path, home):
+            return (
+                f"The duplicates folder {path} is inside the dataset's folder "
+                f"{home}; choose a folder outside it"
+            )
+    parent = path
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    # the messages of the move itself (actions._ensure_writable_dir)
+    if not os.path.isdir(parent):
+        return (
+            f"Cannot write to the duplicates folder {path}: "
+            f"{os.strerror(errno.ENOTDIR)} ({parent} is not a folder)"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return (
+            f"Cannot write to the duplicates folder {path}: "
+            f"{os.strerror(errno.EACCES)} ({parent} is not writable)"
+        )
+    return None
 
 
 def _confirm_input(ctx, inputs, label):
@@ -1362,9 +1537,9 @@ def _confirm_input(ctx, inputs, label):
 
 
 def _plan_markdown(lines, limit=15):
-    shown = lines[:limit]
+    shown = lines if limit is None else lines[:limit]
     text = "\n".join(f"- `{line}`" for line in shown)
-    if len(lines) > limit:
+    if limit is not None and len(lines) > limit:
         text += f"\n- ... and {len(lines) - limit} more"
     return text
 
@@ -1475,7 +1650,8 @@ class MoveDuplicates(foo.Operator):
             "plan",
             types.Notice(label=f"{plan.num_planned} image(s) will move to {dup}; {plan.num_skipped} will not"),
         )
-        inputs.md(_plan_markdown(plan.format(limit=None).splitlines()[1:]), name="plan_lines")
+        # files and skips are cut at 15 each; every note is shown
+        inputs.md(_plan_markdown(plan.format(limit=15).splitlines()[1:], limit=None), name="plan_lines")
         _confirm_input(ctx, inputs, "Move these files")
 
     def resolve_execution_options(self, ctx):
@@ -1498,7 +1674,7 @@ class MoveDuplicates(foo.Operator):
 
         if ctx.delegated:
             return _move_values(_run_delegated(ctx, work))
-        return self._execute_in_app(ctx, work)
+        return _shown_errors(ctx, "Moving duplicates", self._execute_in_app(ctx, work))
 
     def _execute_in_app(self, ctx, work):
         result = yield from _run_in_app(ctx, work)
@@ -1562,7 +1738,7 @@ class RestoreDuplicates(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        dup = _duplicates_dir_input(ctx, inputs, "The duplicates folder of the move")
+        dup = _duplicates_dir_input(ctx, inputs, "The duplicates folder of the move", moving=False)
         if dup is not None:
             moves = [
                 m for m in actions.list_moves(dup)
@@ -1613,7 +1789,7 @@ class RestoreDuplicates(foo.Operator):
 
         if ctx.delegated:
             return _restore_values(_run_delegated(ctx, work))
-        return self._execute_in_app(ctx, work)
+        return _shown_errors(ctx, "Restoring duplicates", self._execute_in_app(ctx, work))
 
     def _execute_in_app(self, ctx, work):
         result = yield from _run_in_app(ctx, work)
@@ -1696,10 +1872,13 @@ OPERATORS = (
 
 
 def register(p):
-    """Registers the plugin's operators.
+    """Registers the plugin's operators and its review panel.
 
     Args:
         p: the ``PluginContext``
     """
+    from fiftyone_dedup.review_panel import ReviewPanel
+
     for cls in OPERATORS:
         p.register(cls)
+    p.register(ReviewPanel)

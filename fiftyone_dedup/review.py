@@ -208,13 +208,18 @@ def histogram_figure(histogram):
              "marker": {"color": REJECTED_COLOR}},
         ]
     else:
-        data = [{"type": "bar", "x": centers, "y": counts, "marker": {"color": colors}}]
+        data = [{
+            "type": "bar", "x": centers, "y": counts, "marker": {"color": colors},
+            "name": "pairs (red: matched at the threshold)", "showlegend": True,
+        }]
     return {
         "data": data,
         "layout": {
             "barmode": "stack",
-            "xaxis": {"title": _xlabel(histogram)},
-            "yaxis": {"title": "pairs"},
+            # Plotly 2 reads axis titles from {"text": ...} only
+            "xaxis": {"title": {"text": _xlabel(histogram)}},
+            "yaxis": {"title": {"text": "pairs"}},
+            "legend": {"orientation": "h", "y": 1.1},
             "shapes": [
                 {"type": "line", "x0": t, "x1": t, "yref": "paper", "y0": 0, "y1": 1,
                  "line": {"dash": "dash"}}

@@ -199,15 +199,35 @@ class DedupRunResults(fors.RunResults):
         histogram: the distances (or similarities) of the pairs found up to a
             margin past the threshold: ``{"metric", "threshold", "edges",
             "counts"}``, or None
+        decisions: a curator's review decisions, ``{sample_id: decision}``
+            (see :mod:`fiftyone_dedup.decisions`)
     """
 
     def __init__(
         self, samples, config, key, backend=None, summary=None, histogram=None,
-        **kwargs,
+        decisions=None, **kwargs,
     ):
         super().__init__(samples, config, key, backend=backend, **kwargs)
         self.summary = dict(summary or {})
         self.histogram = histogram
+        self.decisions = dict(decisions or {})
+
+    def decide(self, sample_id, decision):
+        """Records a review decision on one sample; see
+        :func:`fiftyone_dedup.decisions.decide`.
+
+        Args:
+            sample_id: the sample's id
+            decision: ``"accept"``, ``"not_duplicate"`` or ``"keep"``
+
+        Returns:
+            the saved results (reloaded)
+        """
+        from fiftyone_dedup import decisions
+
+        out = decisions.decide(self.samples, sample_id, decision, run_key=self.key)
+        self.decisions, self.summary = out.decisions, out.summary
+        return out
 
     def get_meta(self):
         return dict(self.summary)

@@ -153,6 +153,7 @@ def test_compute_then_find_duplicates_from_the_operator_browser(
 
     # find duplicates with a threshold and run key typed into the form
     form = app.open_operator("find_duplicates")
+    form.select("Encoder", "DHash")
     form.fill("Encodings field", "hash64")
     form.has_text(f"{n - 1} of {n} sample(s) already hashed in 'hash64'")
     form.fill("Threshold (bits)", 8)
@@ -202,6 +203,8 @@ def test_threshold_out_of_range_is_rejected_in_the_form(app, folder, make_datase
     app.open_dataset(ds.name)
 
     form = app.open_operator("find_duplicates")
+    form.has_text("0.82-0.9 is typical")  # CNN, as on the command line
+    form.select("Encoder", "DHash")
     form.has_text("~10 is typical")
     form.wait_runnable()
     form.fill("Threshold (bits)", 99)
@@ -250,6 +253,7 @@ def test_scheduled_run_is_finished_by_a_delegated_worker(
     app.open_dataset(ds.name)
 
     form = app.open_operator("find_duplicates")
+    form.select("Encoder", "DHash")
     form.fill("Run key", "scheduled")
     form.fill("Threshold (bits)", 10)
     form.schedule()
@@ -290,9 +294,10 @@ def test_scheduled_run_is_finished_by_a_delegated_worker(
     app.wait_for_grid(len(planted))
     app.screenshot("scheduled-duplicates-view")
 
-    # the current view is now offered as a target
+    # the current view is now offered as a target, the whole dataset first
     form = app.open_operator("compute_hashes")
-    form.has_text("Current view")
+    form.has_text(f"{len(ds)} sample(s) will be hashed")
+    form.choose("Current view")
     form.has_text(f"{len(planted)} sample(s) will be hashed")
     form.cancel()
 

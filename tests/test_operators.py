@@ -94,6 +94,11 @@ def test_show_duplicates_returns_the_group_view(dataset, folder):
         uri("show_duplicates"), dict(dataset=dataset), params=dict(run_key="dedup", role="duplicate")
     )
     assert result.result == {"num_samples": len(folder["planted"])}
+    # one tile per group: a dynamic view grouped by the run's group field
+    result = foo.execute_operator(
+        uri("show_duplicates"), dict(dataset=dataset), params=dict(run_key="dedup", grouped=True)
+    )
+    assert result.result == {"num_groups": fod.load_run(dataset).summary["num_groups"]}
 
 
 def test_find_duplicates_delegated(dataset, folder):
@@ -247,3 +252,26 @@ def test_move_delegated(moving):
     ops = dos.list_operations(dataset_name=ds.name, operator=uri("move_duplicates"))
     assert [o.run_state for o in ops] == [ExecutionRunState.COMPLETED]
     assert len(ds.match_tags("moved")) == 2
+
+
+def test_move_form_refuses_relative_and_inside_folders(moving):
+    ds, root, dup = moving
+    props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": "dups"})
+    assert props["duplicates_dir"].invalid
+    assert "Give an absolute folder path" in props["duplicates_dir"].error_message
+    props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": os.path.join(root, "dups")})
+    assert "inside the dataset's folder" in props["duplicates_dir"].error_message
+    props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": dup})
+    assert not props["duplicates_dir"].invalid
+
+
+def test_cross_form_names_the_other_datasets_runs_it_replaces(moving, dataset):
+    ds, _, _ = moving
+    params = {"datasets": [ds.name], "encoder": "dhash", "run_key": "dedup"}
+    props = _form("find_cross_duplicates", dataset, params)
+    assert "others_replaced" in props
+    assert f"dataset '{ds.name}' (dedup: dhash at 10" in props["others_replaced"].view.description
+    props = _form("find_cross_duplicates", dataset, {**params, "write_reference": False})
+    assert "others_replaced" not in props
+    props = _form("find_cross_duplicates", dataset, {**params, "run_key": "fresh"})
+    assert "others_replaced" not in props
