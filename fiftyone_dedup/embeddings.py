@@ -168,7 +168,7 @@ def embed_files(
 
     import torch.utils.data
 
-    from fiftyone_dedup.hashing import pool_context
+    from fiftyone_dedup.hashing import pool_context, worker_init
 
     from fiftyone_dedup.hashing import INVARIANCES, validate_invariance
 
@@ -181,7 +181,10 @@ def embed_files(
     )
     kwargs = {}
     if num_workers > 0:
-        kwargs = dict(multiprocessing_context=pool_context(), prefetch_factor=2)
+        kwargs = dict(
+            multiprocessing_context=pool_context(), prefetch_factor=2,
+            worker_init_fn=worker_init,
+        )
     loader = torch.utils.data.DataLoader(
         files,
         batch_size=batch_size,

@@ -284,6 +284,30 @@ def pool_context():
     return multiprocessing.get_context()  # pragma: no cover
 
 
+def worker_init(*_):
+    """Runs first in every decode worker (a pool process or a DataLoader
+    worker).
+
+    A forked worker inherits its parent's signal handling. Where the parent
+    is a server with an asyncio loop (the App), the wakeup fd is shared with
+    the parent, so the SIGTERM that ends a worker would reach the parent's
+    loop and shut the server down. Workers get their own default handling.
+    """
+    import signal
+
+    try:
+        signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):  # pragma: no cover - not the main thread
+        pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def process_pool(num_workers):
+    """A pool of ``num_workers`` decode workers (see :func:`pool_context`)."""
+    return pool_context().Pool(num_workers, initializer=worker_init)
+
+
 def hash_files(
     paths,
     method="dhash",
@@ -320,7 +344,7 @@ def hash_files(
         return
 
     chunksize = max(1, min(32, len(paths) // (num_workers * 8)))
-    with pool_context().Pool(num_workers) as pool:
+    with process_pool(num_workers) as pool:
         yield from pool.imap(_hash_task, tasks, chunksize=chunksize)
 
 

@@ -268,7 +268,7 @@ def files_features(paths, num_workers=None):
         yield from map(file_features, paths)
         return
     chunksize = max(1, min(16, len(paths) // (num_workers * 8)))
-    with hashing.pool_context().Pool(num_workers) as pool:
+    with hashing.process_pool(num_workers) as pool:
         yield from pool.imap(file_features, paths, chunksize=chunksize)
 
 

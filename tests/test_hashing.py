@@ -115,3 +115,51 @@ def test_exif_rotation_hashes_as_displayed(tmp_path):
     b, _ = hashing.hash_file(rotated)
     assert hashing.hamming(a, b) <= 4
     assert os.path.getsize(rotated) > 0
+
+
+_SERVER_LIKE = r"""
+import asyncio, signal, sys
+sys.path[:0] = sys.argv[2:3]
+from fiftyone_dedup import hashing, verify
+
+paths = sys.argv[1].split("\n")
+got = []
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    # what a server (the App's uvicorn) does: a SIGTERM handler on the loop,
+    # which sets the process's signal wakeup fd
+    loop.add_signal_handler(signal.SIGTERM, lambda: got.append("SIGTERM"))
+    hashes = await loop.run_in_executor(
+        None, lambda: list(hashing.hash_files(paths, num_workers=2))
+    )
+    feats = await loop.run_in_executor(
+        None, lambda: list(verify.files_features(paths, num_workers=2))
+    )
+    await asyncio.sleep(0.5)  # a signal byte written by a worker lands here
+    print(len(hashes), len(feats), got)
+
+
+asyncio.run(main())
+"""
+
+
+def test_pool_workers_never_signal_their_parents_loop(tmp_path):
+    """Ending a pool (SIGTERM to its workers) must not reach the parent:
+    forked workers share the parent's signal wakeup fd, which shut the
+    App's server down after a find with enough images for a pool."""
+    import subprocess
+    import sys
+
+    paths = [
+        helpers.save(helpers.photo(i % helpers.num_photos()), str(tmp_path / f"p{i}.jpg"))
+        for i in range(70)  # enough for a pool of hashing workers too
+    ]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", _SERVER_LIKE, "\n".join(paths), repo],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["70", "70", "[]"], out.stdout + out.stderr
