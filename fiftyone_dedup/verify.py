@@ -273,16 +273,15 @@ def files_features(paths, num_workers=None):
 
 
 def _matches(cv2, da, db):
+    # Lowe's ratio test on each descriptor's 2 nearest: what BFMatcher's
+    # knnMatch computes (it calls batchDistance), as arrays, not DMatch objects
     if len(da) < 2 or len(db) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    knn = matcher.knnMatch(da, db, k=2)
-    qi, ti = [], []
-    for m in knn:
-        if len(m) == 2 and m[0].distance < RATIO * m[1].distance:
-            qi.append(m[0].queryIdx)
-            ti.append(m[0].trainIdx)
-    return np.asarray(qi, np.int64), np.asarray(ti, np.int64)
+    dist, nidx = cv2.batchDistance(
+        da, db, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2, update=0, crosscheck=False
+    )
+    qi = np.flatnonzero((nidx[:, 1] >= 0) & (dist[:, 0] < RATIO * dist[:, 1]))
+    return qi.astype(np.int64), nidx[qi, 0].astype(np.int64)
 
 
 def _fit(cv2, pa, pb, size_a, size_b):
