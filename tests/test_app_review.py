@@ -211,10 +211,10 @@ def test_review_panel_decisions_drive_the_move(app, make_dataset, tmp_path):
     assert not os.path.exists(pairs[2][1]) and os.path.isfile(pairs[2][0])
 
 
-def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_path):
-    images = str(tmp_path / "imgs")
+def _graded_run(make_dataset, images):
+    """A DHash run on 3 photos and their copies at different distances:
+    re-encoded (0 bits), brightened (2-3)."""
     paths = []
-    # copies at different distances: re-encoded (0 bits), brightened (2-3)
     stronger = lambda img: helpers.brighter(img, 1.6)  # noqa: E731
     for i, edit in enumerate((helpers.jpeg, stronger, stronger)):
         img = helpers.photo(i).resize((160, 120))
@@ -222,6 +222,11 @@ def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_pat
         paths.append(helpers.save(edit(img), os.path.join(images, "copies", f"p{i}_copy.png")))
     ds = make_dataset(paths)
     fod.find_duplicates(ds, encoder="dhash", threshold=10, num_workers=0)
+    return ds
+
+
+def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_path):
+    ds = _graded_run(make_dataset, str(tmp_path / "imgs"))
     scores = [d["score"] for g in fod.review_groups(ds) for d in g["duplicates"]]
     assert len(scores) == 3
     left = sum(1 for s in scores if s <= 0)
@@ -250,16 +255,7 @@ def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_pat
 def test_panel_keys_step_and_decide_and_histogram_bars_show_their_pairs(
     app, make_dataset, tmp_path
 ):
-    images = str(tmp_path / "imgs")
-    paths = []
-    # one copy at 0 bits (re-encoded), two brightened ones further away
-    stronger = lambda img: helpers.brighter(img, 1.6)  # noqa: E731
-    for i, edit in enumerate((helpers.jpeg, stronger, stronger)):
-        img = helpers.photo(i).resize((160, 120))
-        paths.append(helpers.save(img, os.path.join(images, f"p{i}.png")))
-        paths.append(helpers.save(edit(img), os.path.join(images, "copies", f"p{i}_copy.png")))
-    ds = make_dataset(paths)
-    fod.find_duplicates(ds, encoder="dhash", threshold=10, num_workers=0)
+    ds = _graded_run(make_dataset, str(tmp_path / "imgs"))
     groups = fod.review_groups(ds)
     assert len(groups) == 3
     at_zero = [i for i, g in enumerate(groups) if g["duplicates"][0]["score"] == 0]
