@@ -34,8 +34,9 @@ def media_url(path):
     return "/media?filepath=" + urllib.parse.quote(path, safe="")
 
 
-#: a side of a pair: half the row, whatever its image's size
-_HALF = {"item": {"sx": {"flex": "1 1 0", "minWidth": 0}}}
+#: a side of a pair (one of the row's two equal columns): may shrink below
+#: its content's width
+_HALF = {"item": {"sx": {"minWidth": 0}}}
 
 
 def _image(stack, name, path):
@@ -316,7 +317,8 @@ class ReviewPanel(foo.Panel):
         self._histogram(ctx, panel, run_key)
         kept = g["kept"]
         for j, d in enumerate(g["duplicates"]):
-            pair = panel.h_stack(f"pair_{j}", gap=2, align_y="top")
+            # two equal columns (a CSS grid), whatever the images' sizes
+            pair = panel.h_stack(f"pair_{j}", gap=2, align_y="top", columns=2)
             left = pair.v_stack(f"kept_side_{j}", gap=1, componentsProps=_HALF)
             if kept is not None:
                 left.md(f"**Kept**: `{os.path.basename(kept['filepath'])}`", name=f"kept_name_{j}")
