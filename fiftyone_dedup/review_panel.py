@@ -9,9 +9,11 @@ import urllib.parse
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from fiftyone import ViewField as F
 
 from fiftyone_dedup import core
 from fiftyone_dedup import decisions
+from fiftyone_dedup import review
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +34,43 @@ def media_url(path):
     return "/media?filepath=" + urllib.parse.quote(path, safe="")
 
 
+#: a side of a pair (one of the row's two equal columns): may shrink below
+#: its content's width
+_HALF = {"item": {"sx": {"minWidth": 0}}}
+
+
 def _image(stack, name, path):
     """An image file at its column's width (its aspect kept), served by the App."""
     stack.str(name, default=media_url(path), view=types.ImageView(width="100%", alt=path))
+
+
+#: the panel's keys (fiftyone_dedup/js/review_keys.js binds them)
+KEYS_HINT = (
+    "Keys: j / \u2192 next group, k / \u2190 previous, a accept group, x reject group, "
+    "n first duplicate not a duplicate, s keep the first duplicate instead"
+)
+
+
+def bin_of(histogram, idx):
+    """The score range ``(lo, hi)`` of a histogram bar (its bin's edges)."""
+    edges = histogram["edges"]
+    idx = int(idx)
+    if not 0 <= idx < len(edges) - 1:
+        raise ValueError(f"No histogram bar {idx}")
+    return edges[idx], edges[idx + 1]
+
+
+def bin_text(metric, lo, hi):
+    """A bar's scores in words: ``"2 bits"`` (Hamming bins are one bit wide,
+    edges at half bits) or ``"0.95 to 0.955"``."""
+    if metric == "cosine":
+        return f"{lo:g} to {hi:g}"
+    a, b = int(round(lo + 0.5)), int(round(hi - 0.5))
+    return f"{a} bits" if a == b else f"{a} to {b} bits"
+
+
+def _in_bin(score, lo, hi, last):
+    return score is not None and lo <= score and (score < hi or (last and score <= hi))
 
 
 def _newest_run(dataset):
@@ -75,6 +111,7 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.run_key = ctx.params.get("value")
         ctx.panel.state.index = 0
         ctx.panel.state.threshold = None
+        ctx.panel.state.bin = None
 
     def _step(self, ctx, delta):
         _, groups = self._groups(ctx)
@@ -86,6 +123,70 @@ class ReviewPanel(foo.Panel):
 
     def previous_group(self, ctx):
         self._step(ctx, -1)
+
+    def _current(self, ctx):
+        _, groups = self._groups(ctx)
+        if not groups:
+            return None
+        return groups[int(ctx.panel.state.index or 0) % len(groups)]
+
+    def key_group(self, ctx, decision):
+        g = self._current(ctx)
+        if g is not None:
+            self._apply(ctx, decisions.decide_group, f"Group {g['group']}: {decision}ed",
+                        group=g["group"], decision=decision)
+
+    def key_accept(self, ctx):
+        self.key_group(ctx, "accept")
+
+    def key_reject(self, ctx):
+        self.key_group(ctx, "reject")
+
+    def key_first(self, ctx, decision):
+        """A decision on the shown group's first duplicate (a key's)."""
+        g = self._current(ctx)
+        if g is None or not g["duplicates"]:
+            return
+        d = g["duplicates"][0]
+        name = os.path.basename(d["filepath"])
+        self._apply(ctx, decisions.decide, f"{name}: {decision.replace('_', ' ')}",
+                    sample_id=d["id"], decision=decision)
+
+    def key_not_duplicate(self, ctx):
+        self.key_first(ctx, decisions.NOT_DUPLICATE)
+
+    def key_keep(self, ctx):
+        self.key_first(ctx, decisions.KEEP)
+
+    def on_histogram_click(self, ctx):
+        """A bar clicked: the grid shows the pairs whose recorded score lies
+        in its bin, and the panel steps to the first of their groups."""
+        run_key, groups = self._groups(ctx)
+        results = core.load_run(ctx.dataset, run_key)
+        hist = results.histogram
+        try:
+            lo, hi = bin_of(hist, ctx.params.get("idx", -1))
+        except (TypeError, ValueError) as e:
+            ctx.ops.notify(str(e), variant="error")
+            return
+        last = ctx.params.get("idx") == len(hist["edges"]) - 2
+        hits = [
+            (i, g["group"]) for i, g in enumerate(groups)
+            if any(_in_bin(d["score"], lo, hi, last) for d in g["duplicates"])
+        ]
+        n = sum(1 for g in groups for d in g["duplicates"] if _in_bin(d["score"], lo, hi, last))
+        text = bin_text(hist["metric"], lo, hi)
+        ctx.panel.state.bin = [text, n]
+        if not hits:
+            ctx.ops.notify(
+                f"No grouped pair at {text}: pairs past the threshold, or rejected by "
+                "verification, are counted, not grouped", variant="info")
+            return
+        ctx.panel.state.index = hits[0][0]
+        group_f = core._output_fields(run_key, results.config.metric)[0]
+        view = ctx.dataset.match(F(group_f).is_in([g for _, g in hits])).sort_by(group_f)
+        ctx.ops.set_view(view=view)
+        ctx.ops.notify(f"{n} pair(s) at {text}, in {len(hits)} group(s)")
 
     def _apply(self, ctx, work, what, **kwargs):
         """Runs a :mod:`fiftyone_dedup.decisions` function on the panel's run
@@ -155,6 +256,23 @@ class ReviewPanel(foo.Panel):
         # always enabled: the App keeps a button's first disabled state
         row.btn("apply_threshold", label="Apply threshold", on_click=self.apply_threshold)
 
+    def _histogram(self, ctx, panel, run_key):
+        """The run's distance histogram; a click on a bar shows its pairs."""
+        hist = core.load_run(ctx.dataset, run_key).histogram
+        if not hist:
+            return
+        fig = review.histogram_figure(hist)
+        layout = dict(fig["layout"], height=260, clickmode="event")
+        panel.plot(
+            "histogram", data=fig["data"], layout=layout, config={"displayModeBar": False},
+            on_click=self.on_histogram_click,
+        )
+        shown = ctx.panel.state.bin
+        if shown:
+            text, n = shown
+            panel.md(f"Bar at {text}: **{n} grouped pair(s)** (the grid shows their groups)",
+                     name="histogram_bin")
+
     def render(self, ctx):
         panel = types.Object()
         keys = core.list_runs(ctx.dataset) if ctx.dataset else []
@@ -174,6 +292,12 @@ class ReviewPanel(foo.Panel):
             return types.Property(panel, view=types.GridView(orientation="vertical"))
         i = int(ctx.panel.state.index or 0) % len(groups)
         g = groups[i]
+        panel.view("keys", types.View(
+            component="DedupReviewKeys", composite_view=True, hint=KEYS_HINT,
+            on_next=self.next_group, on_previous=self.previous_group,
+            on_accept=self.key_accept, on_reject=self.key_reject,
+            on_not_duplicate=self.key_not_duplicate, on_keep=self.key_keep,
+        ))
         nav = panel.h_stack("nav", align_x="left", gap=2)
         nav.btn("previous", label="Previous group", icon="arrow_back", on_click=self.previous_group)
         nav.md(f"**Group {i + 1} of {len(groups)}** (group {g['group']})", name="position")
@@ -190,10 +314,12 @@ class ReviewPanel(foo.Panel):
         bulk.btn("move", label="Move duplicates...", on_click=MOVE_OPERATOR, prompt=True,
                  params={"run_key": run_key}, variant="contained")
         self._threshold_inputs(ctx, panel, run_key)
+        self._histogram(ctx, panel, run_key)
         kept = g["kept"]
         for j, d in enumerate(g["duplicates"]):
-            pair = panel.h_stack(f"pair_{j}", gap=2, align_y="top")
-            left = pair.v_stack(f"kept_side_{j}", gap=1, space=6)
+            # two equal columns (a CSS grid), whatever the images' sizes
+            pair = panel.h_stack(f"pair_{j}", gap=2, align_y="top", columns=2)
+            left = pair.v_stack(f"kept_side_{j}", gap=1, componentsProps=_HALF)
             if kept is not None:
                 left.md(f"**Kept**: `{os.path.basename(kept['filepath'])}`", name=f"kept_name_{j}")
                 _image(left, f"kept_img_{j}", kept["filepath"])
@@ -203,7 +329,7 @@ class ReviewPanel(foo.Panel):
                         name=f"kept_name_{j}")
                 if other:
                     _image(left, f"kept_img_{j}", other)
-            right = pair.v_stack(f"dup_side_{j}", gap=1, space=6)
+            right = pair.v_stack(f"dup_side_{j}", gap=1, componentsProps=_HALF)
             evidence = "".join(f", {k}: {v}" for k, v in d["evidence"].items())
             right.md(
                 f"**{_DECISION_TEXT.get(d['role'], d['role'])}**: "

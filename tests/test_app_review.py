@@ -211,10 +211,10 @@ def test_review_panel_decisions_drive_the_move(app, make_dataset, tmp_path):
     assert not os.path.exists(pairs[2][1]) and os.path.isfile(pairs[2][0])
 
 
-def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_path):
-    images = str(tmp_path / "imgs")
+def _graded_run(make_dataset, images):
+    """A DHash run on 3 photos and their copies at different distances:
+    re-encoded (0 bits), brightened (2-3)."""
     paths = []
-    # copies at different distances: re-encoded (0 bits), brightened (2-3)
     stronger = lambda img: helpers.brighter(img, 1.6)  # noqa: E731
     for i, edit in enumerate((helpers.jpeg, stronger, stronger)):
         img = helpers.photo(i).resize((160, 120))
@@ -222,6 +222,11 @@ def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_pat
         paths.append(helpers.save(edit(img), os.path.join(images, "copies", f"p{i}_copy.png")))
     ds = make_dataset(paths)
     fod.find_duplicates(ds, encoder="dhash", threshold=10, num_workers=0)
+    return ds
+
+
+def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_path):
+    ds = _graded_run(make_dataset, str(tmp_path / "imgs"))
     scores = [d["score"] for g in fod.review_groups(ds) for d in g["duplicates"]]
     assert len(scores) == 3
     left = sum(1 for s in scores if s <= 0)
@@ -245,3 +250,56 @@ def test_panel_threshold_slider_previews_then_applies(app, make_dataset, tmp_pat
     app.wait_for_notification("Threshold 0 applied")
     ds.reload()
     assert len(ds.match_tags("duplicate")) == left
+
+
+def test_panel_keys_step_and_decide_and_histogram_bars_show_their_pairs(
+    app, make_dataset, tmp_path
+):
+    ds = _graded_run(make_dataset, str(tmp_path / "imgs"))
+    groups = fod.review_groups(ds)
+    assert len(groups) == 3
+    at_zero = [i for i, g in enumerate(groups) if g["duplicates"][0]["score"] == 0]
+    assert 0 < len(at_zero) < 3, [g["duplicates"][0]["score"] for g in groups]
+
+    app.open_dataset(ds.name)
+    app.wait_for_grid(len(ds))
+    _open_panel(app)
+    app.wait_for_text("Keys: j")
+    keys = app.page.keyboard
+    # j / arrow right: next; k / arrow left: previous (wrapping)
+    keys.press("j")
+    app.wait_for_text("Group 2 of 3")
+    keys.press("ArrowRight")
+    app.wait_for_text("Group 3 of 3")
+    keys.press("ArrowLeft")
+    app.wait_for_text("Group 2 of 3")
+    keys.press("k")
+    app.wait_for_text("Group 1 of 3")
+    keys.press("k")
+    app.wait_for_text("Group 3 of 3")
+    # n: the shown group's duplicate is not a duplicate
+    first = groups[2]["duplicates"][0]
+    keys.press("n")
+    app.wait_for_notification(os.path.basename(first["filepath"]) + ": not duplicate")
+    app.wait_for_text("not a duplicate: never moves")
+    ds.reload()
+    assert ds[first["filepath"]]["dedup_role"] == "not_duplicate"
+    # a: accept the group again
+    keys.press("a")
+    app.wait_for_notification(f"Group {groups[2]['group']}: accepted")
+    ds.reload()
+    assert ds[first["filepath"]]["dedup_role"] == "duplicate"
+
+    # the histogram's bar at 0 bits: the grid shows those pairs' groups and
+    # the panel steps to the first of them
+    bar = app.page.locator(".js-plotly-plot .trace.bars").first.locator(".point").first
+    # Plotly's drag layer lies over the bars and takes the click at their place
+    bar.scroll_into_view_if_needed()
+    box = bar.bounding_box()
+    app.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    app.wait_for_text(f"Bar at 0 bits: {len(at_zero)} grouped pair(s)")
+    app.wait_for_notification(f"{len(at_zero)} pair(s) at 0 bits")
+    app.wait_for_grid(2 * len(at_zero))
+    app.wait_for_text(f"Group {at_zero[0] + 1} of 3")
+    shot = app.screenshot("panel-histogram")
+    shutil.copyfile(shot, os.path.join(appbrowser.ARTIFACTS, "app-review-histogram.png"))

@@ -275,3 +275,24 @@ def test_cross_form_names_the_other_datasets_runs_it_replaces(moving, dataset):
     assert "others_replaced" not in props
     props = _form("find_cross_duplicates", dataset, {**params, "run_key": "fresh"})
     assert "others_replaced" not in props
+
+
+def test_review_panel_histogram_bars_cover_the_recorded_scores(dataset):
+    from fiftyone_dedup import review_panel
+
+    fod.find_duplicates(dataset, encoder="dhash", threshold=10, num_workers=0)
+    hist = fod.load_run(dataset).histogram
+    scores = [d["score"] for g in fod.review_groups(dataset) for d in g["duplicates"]]
+    assert scores
+    # every recorded score lies in exactly one bar, named by its bits
+    for s in scores:
+        bars = [
+            i for i in range(len(hist["edges"]) - 1)
+            if review_panel._in_bin(s, *review_panel.bin_of(hist, i), last=False)
+        ]
+        assert len(bars) == 1, (s, bars)
+        lo, hi = review_panel.bin_of(hist, bars[0])
+        assert review_panel.bin_text(hist["metric"], lo, hi) == f"{int(s)} bits"
+    assert review_panel.bin_text("cosine", 0.95, 0.955) == "0.95 to 0.955"
+    with pytest.raises(ValueError, match="No histogram bar 99"):
+        review_panel.bin_of(hist, 99)
