@@ -412,10 +412,12 @@ def resolve_similarity_method(method="auto"):
     return method
 
 
-#: with ``method="auto"``, searches of at most this many multiply-adds run
-#: on numpy's float32 products when torch is not imported yet: importing it
-#: costs more (seconds, and hundreds of MB) than it saves
-NUMPY_MAX_WORK = 4e10
+#: with ``method="auto"``, searches of at most this many multiply-adds
+#: (queries x keys x dimensions; a self-search computes half) run on numpy's
+#: float32 products when torch is not imported yet: importing it costs more
+#: (1.6 s here, and hundreds of MB) than it saves. 10k x 1280: numpy ~1 s,
+#: torch's bfloat16 0.2 s after its import
+NUMPY_MAX_WORK = 2e11
 
 
 def _products(queries, keys, method):
