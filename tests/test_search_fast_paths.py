@@ -34,13 +34,17 @@ def test_bf16_thresholding_finds_every_entry_above_the_cutoff(cutoff):
 def test_the_diagonal_is_left_out_of_self_search_candidates():
     x = search.normalize(np.random.default_rng(1).standard_normal((300, 64)))
     x[200] = x[10]  # a pair at similarity 1 (distinct rows: no unique_rows here)
-    for method in ("fp32", "bf16"):
-        products = search._products(x, x, method)
+    for method in ("numpy", "fp32", "bf16"):
+        if method == "numpy":
+            products = search._Products(x, x, "fp32", use_torch=False)
+        else:
+            products = search._products(x, x, method)
         qi, kj = products.candidates(0, 300, 0, 300, 0.95, upper=True)
         assert not np.any(qi == kj)
         assert (10, 200) in set(zip(qi.tolist(), kj.tolist()))
-        i, j, s = search.cosine_pairs(x, 0.95, normalized=True, method=method)
-        assert list(zip(i.tolist(), j.tolist())) == [(10, 200)]
+        if method != "numpy":
+            i, j, s = search.cosine_pairs(x, 0.95, normalized=True, method=method)
+            assert list(zip(i.tolist(), j.tolist())) == [(10, 200)]
 
 
 def test_unique_rows_by_hash_match_numpy_with_many_copies():
