@@ -35,6 +35,7 @@ strictest, may split near matches into several groups). There is no
 unguarded option: an unguarded chain is how a photo loses its last copy.
 """
 
+import datetime
 import functools
 import logging
 import time
@@ -407,7 +408,7 @@ class _Items:
         ) if parts else np.zeros(0, dtype=np.int64)
         self.ids = [i for p in parts for i in p.ids]
         self.paths = [f for p in parts for f in p.paths]
-        self.datasets = [p.dataset.name for p in parts for _ in p.ids]
+        self.datasets = [n for p in parts for n in [p.dataset.name] * len(p.ids)]
 
     def __len__(self):
         return len(self.ids)
@@ -713,12 +714,39 @@ def _write_fields(
         kds_f: fof.StringField, kfp_f: fof.StringField, cluster_f: fof.IntField,
         cross_f: fof.BooleanField, inl_f: fof.IntField,
     }
-    for name, vals in values.items():
+    for name in values:
         core._ensure_field(dataset, name, types[name])
-        if vals:
-            dataset.set_values(name, vals, key_field="id")
+    _set_fields(dataset, values)
     if tag and dup_ids:
         dataset.select(dup_ids).tag_samples(tag)
+
+
+def _set_fields(dataset, values):
+    """Writes ``{field: {sample id: value}}`` (plain values of existing
+    fields) with one update per sample for all its fields; FiftyOne's
+    ``set_values`` makes one per sample and field."""
+    by_id = {}
+    for name, vals in values.items():
+        for sid, value in vals.items():
+            by_id.setdefault(sid, {})[name] = value
+    write = getattr(dataset, "_bulk_write", None)
+    if write is None:  # pragma: no cover - a FiftyOne without it
+        for name, vals in values.items():
+            if vals:
+                dataset.set_values(name, vals, key_field="id")
+        return
+    if not by_id:
+        return
+    from bson import ObjectId
+    from pymongo import UpdateOne
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ids = [ObjectId(sid) for sid in by_id]
+    ops = [
+        UpdateOne({"_id": oid}, {"$set": dict(fields, last_modified_at=now)})
+        for oid, fields in zip(ids, by_id.values())
+    ]
+    write(ops, ids=ids)
 
 
 #: candidates of a verified run: how far past ``threshold`` the encoder's own

@@ -152,23 +152,30 @@ def _unique_by_hash(rows, block_size=4096):
     raw = np.ascontiguousarray(rows)
     n = len(raw)
     data = raw.reshape(n, -1).view(np.uint8)
-    pad = (-data.shape[1]) % 4
+    pad = (-data.shape[1]) % 8
     if pad:
         data = np.concatenate([data, np.zeros((n, pad), np.uint8)], axis=1)
-    words = data.view(np.uint32)
+    words = data.view(np.uint64)
+    # odd weights: every bit of every word reaches the hash (mod 2^64)
     weights = np.random.default_rng(0x5EED).integers(
         1, 2**63, size=words.shape[1], dtype=np.uint64
-    )
+    ) | np.uint64(1)
     hashes = np.empty(n, dtype=np.uint64)
     for start in range(0, n, block_size):
-        block = words[start : start + block_size].astype(np.uint64)
-        hashes[start : start + block_size] = (block * weights).sum(axis=1)
-    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        hashes[start : start + block_size] = np.einsum(
+            "ij,j->i", words[start : start + block_size], weights
+        )
+    _, first, inverse, counts = np.unique(
+        hashes, return_index=True, return_inverse=True, return_counts=True
+    )
     inverse = inverse.reshape(-1)
-    for start in range(0, n, block_size):
-        stop = min(n, start + block_size)
-        reps = first[inverse[start:stop]]
-        if not np.array_equal(raw[start:stop], raw[reps]):
+    if len(first) == n:
+        return first, inverse  # distinct hashes: distinct rows
+    # rows that share a hash must equal their group's first row
+    shared = np.flatnonzero(counts[inverse] > 1)
+    for start in range(0, len(shared), block_size):
+        rows_ = shared[start : start + block_size]
+        if not np.array_equal(raw[rows_], raw[first[inverse[rows_]]]):
             return None
     return first, inverse
 
@@ -405,10 +412,12 @@ def resolve_similarity_method(method="auto"):
     return method
 
 
-#: with ``method="auto"``, searches of at most this many multiply-adds run
-#: on numpy's float32 products when torch is not imported yet: importing it
-#: costs more (seconds, and hundreds of MB) than it saves
-NUMPY_MAX_WORK = 4e10
+#: with ``method="auto"``, searches of at most this many multiply-adds
+#: (queries x keys x dimensions; a self-search computes half) run on numpy's
+#: float32 products when torch is not imported yet: importing it costs more
+#: (1.6 s here, and hundreds of MB) than it saves. 10k x 1280: numpy ~1 s,
+#: torch's bfloat16 0.2 s after its import
+NUMPY_MAX_WORK = 2e11
 
 
 def _products(queries, keys, method):
@@ -459,25 +468,46 @@ class _Products:
                 self._buffer = self.torch.empty(m * n, dtype=self.q.dtype)
         return self._buffer[: m * n].reshape(m, n)
 
-    def candidates(self, q0, q1, k0, k1, threshold):
+    def candidates(self, q0, q1, k0, k1, threshold, upper=False):
         """Local ``(query, key)`` index arrays whose similarity may be at
-        least ``threshold``: the fast product is within the margin of it."""
+        least ``threshold``: the fast product is within the margin of it.
+        With ``upper``, pairs whose key is not after the query are left out
+        (most of them; the caller drops the rest)."""
         cutoff = threshold - self.margin
         block = self._block(q1 - q0, k1 - k0)
         if self.torch is None:
             np.matmul(self.q[q0:q1], self.k[k0:k1].T, out=block)
+            if upper:
+                _mask_diagonal(block, q0 - k0)
             rows = np.flatnonzero(block.max(axis=1) >= cutoff)
             qi, kj = np.nonzero(block[rows] >= cutoff)
             return rows[qi].astype(np.int64), kj.astype(np.int64)
         torch = self.torch
         with torch.inference_mode():
             torch.mm(self.q[q0:q1], self.k[k0:k1].T, out=block)
+            if upper:
+                _mask_diagonal(block, q0 - k0)
             return _above(block, cutoff)
+
+
+def _mask_diagonal(block, offset):
+    """Sets each query's product with itself (local key ``row + offset``)
+    to -inf, in place: otherwise it makes every row of the diagonal block a
+    candidate row. (Pairs with the key before the query are rare; the
+    caller drops them.)"""
+    if not 0 <= offset < block.shape[1]:
+        return
+    if isinstance(block, np.ndarray):
+        np.fill_diagonal(block[:, offset:], -np.inf)
+    else:
+        block[:, offset:].diagonal().fill_(float("-inf"))
 
 
 def _above(block, cutoff):
     """Indices of a torch block's entries >= ``cutoff`` (a number, or one
     per row)."""
+    if block.dtype == _torch().bfloat16 and not hasattr(cutoff, "shape") and cutoff > 0:
+        return _above_bf16(block, cutoff)
     # candidates are rare: find their rows first (one cheap pass)
     rows = (block.amax(dim=1) >= cutoff).nonzero()[:, 0]
     if len(rows) == 0:
@@ -486,6 +516,22 @@ def _above(block, cutoff):
     row_cut = cutoff if not hasattr(cutoff, "shape") else cutoff[rows, None]
     found = (block[rows] >= row_cut).nonzero()
     return rows[found[:, 0]].numpy(), found[:, 1].numpy()
+
+
+def _above_bf16(block, cutoff):
+    # Positive bfloat16 values order as their bits (int16); negative ones
+    # and -inf have the sign bit, so they sort below. The bits of the
+    # largest bfloat16 <= cutoff (float32 truncated) find a superset of the
+    # entries >= cutoff, in numpy integer passes (several times faster than
+    # bfloat16 comparisons)
+    f = np.float32(cutoff)
+    if float(f) > cutoff:
+        f = np.nextafter(f, np.float32(0))
+    bits = np.int16(f.view(np.uint32) >> 16)
+    values = block.view(_torch().int16).numpy()
+    rows = np.flatnonzero(values.max(axis=1) >= bits)
+    qi, kj = np.nonzero(values[rows] >= bits)
+    return rows[qi].astype(np.int64), kj.astype(np.int64)
 
 
 class _Int8Products:
@@ -551,10 +597,10 @@ class _Int8Products:
             self._query = (q0, q1, scaled, r, half_step, l1)
         return self._query[2:]
 
-    def candidates(self, q0, q1, k0, k1, threshold):
+    def candidates(self, q0, q1, k0, k1, threshold, upper=False):
         """Local ``(query, key)`` index arrays whose similarity may be at
         least ``threshold``: the int8 product is within the query's proven
-        margin of it."""
+        margin of it (``upper``: see :meth:`_Products.candidates`)."""
         torch = self.torch
         packed, k_l1, k_half_step = self.blocks[k0 // INT8_KEY_BLOCK]
         with torch.inference_mode():
@@ -564,8 +610,10 @@ class _Int8Products:
             margin = torch.where(q_l1 > 0, bound / r * 1.01, 0.0) + 1e-5
             loose = margin > _INT8_MAX_MARGIN
             if bool(loose.all()):
-                return self.fallback.candidates(q0, q1, k0, k1, threshold)
+                return self.fallback.candidates(q0, q1, k0, k1, threshold, upper)
             block = torch.ops.quantized.linear_dynamic(scaled, packed, True)
+            if upper:
+                _mask_diagonal(block, q0 - k0)
             cutoff = ((threshold - margin) * r).float()
             if not bool(loose.any()):
                 return _above(block, cutoff)
@@ -597,7 +645,7 @@ def _exact_similarities(queries, keys, qi, kj):
 def _radius_block(products, queries, keys, q0, q1, threshold, k_start, upper):
     out_i, out_j, out_s = [], [], []
     for k0, k1 in products.key_blocks(k_start):
-        qi, kj = products.candidates(q0, q1, k0, k1, threshold)
+        qi, kj = products.candidates(q0, q1, k0, k1, threshold, upper)
         qi += q0
         kj += k0
         if upper:

@@ -10,7 +10,9 @@ FiftyOne's own conversion.
 """
 
 import io
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -36,9 +38,28 @@ def read_values(samples, fields, vector_field):
     except TypeError:  # pragma: no cover - a FiftyOne without _raw
         return samples.values(fields)
     k = fields.index(vector_field)
-    headers = {}
-    columns[k] = [to_vector(v, headers) for v in columns[k]]
+    columns[k] = _to_vectors(columns[k])
     return columns
+
+
+#: values converted per thread at least (fewer: no threads)
+_MIN_PER_THREAD = 1024
+
+
+def _to_vectors(values):
+    # zlib releases the GIL while it inflates: threads share the work
+    workers = min(os.cpu_count() or 1, 4, len(values) // _MIN_PER_THREAD)
+    if workers < 2:
+        return _convert(values)
+    step = -(-len(values) // workers)
+    with ThreadPoolExecutor(workers) as pool:
+        parts = pool.map(_convert, [values[i : i + step] for i in range(0, len(values), step)])
+        return [v for part in parts for v in part]
+
+
+def _convert(values):
+    headers = {}
+    return [to_vector(v, headers) for v in values]
 
 
 def to_vector(value, headers):
