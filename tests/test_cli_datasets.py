@@ -189,30 +189,37 @@ def test_two_explicit_duplicates_folders_inside_the_dataset(tmp_path):
         _drop("f10-two")
 
 
-def test_gallery_and_histogram_are_never_loaded_as_images(tmp_path):
+def test_gallery_is_never_loaded_as_images_and_histograms_stay_out(tmp_path):
     """Break 9: ./duplicates_display inside the dataset folder was loaded
-    on the next run (10 -> 14 samples)."""
+    on the next run (10 -> 14 samples). A histogram PNG inside a dataset
+    folder is refused outright (it would be scanned as an image)."""
     _drop("shown")
     f10 = tmp_path / "f10"
     make_f10(str(f10))
     report = tmp_path / "r.json"
+    hist = tmp_path / "hist.png"
     try:
         args = ("-d", ".", *DHASH, "--dataset", "shown", "--report", report, "--dry_run",
-                "--display_duplicates", "--histogram", "hist.png")
+                "--display_duplicates", "--histogram", hist)
         for _ in range(2):
             out = helpers.run_cli(*args, cwd=f10)
             assert out.returncode == 0, out.stderr
             assert _report(report)["summary"]["num_samples"] == 10
-        assert (f10 / "duplicates_display" / "index.html").exists() and (f10 / "hist.png").exists()
+        assert (f10 / "duplicates_display" / "index.html").exists() and hist.exists()
         assert len(fo.load_dataset("shown")) == 10
         # from the parent, the gallery inside is another run's: still skipped
         out = helpers.run_cli("-d", "f10", *DHASH, "--dataset", "shown", "--report", report,
-                              "--dry_run", "--display_duplicates", "--histogram", f10 / "hist.png",
+                              "--dry_run", "--display_duplicates", "--histogram", hist,
                               cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         assert _report(report)["summary"]["num_samples"] == 10
         assert "Not scanned: 1 folder(s)" in out.stderr and str(f10 / "duplicates_display") in out.stderr
         assert (tmp_path / "duplicates_display" / "index.html").exists()
+        # a histogram inside the dataset folder: refused before any work
+        out = helpers.run_cli(*args[:-1], "hist.png", cwd=f10)
+        assert out.returncode == 2 and "inside the dataset folder" in out.stderr, out.stderr
+        assert not (f10 / "hist.png").exists()
+        assert len(fo.load_dataset("shown")) == 10
     finally:
         _drop("shown")
 

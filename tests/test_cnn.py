@@ -150,7 +150,8 @@ def test_find_duplicates_with_cnn_end_to_end(folder):
         cfg = ds.get_run_info("dedup").config
         assert (cfg.encoder, cfg.metric, cfg.threshold) == ("cnn", "cosine", CNN_DEFAULT)
         assert cfg.model == "efficientnet-lite0"
-        assert cfg.output_fields[-1] == "dedup_similarity"
+        # the score, and the verification evidence of the default verified run
+        assert {"dedup_similarity", "dedup_inliers"} <= set(cfg.output_fields)
 
         # originals were added first: they are kept, their copies tagged
         roles = dict(zip(*ds.values(["filepath", "dedup_role"])))
@@ -163,8 +164,9 @@ def test_find_duplicates_with_cnn_end_to_end(folder):
         }
         assert ds.get_field("dedup_similarity") is not None
 
-        # a stricter threshold replaces the run and finds a subset
-        strict = fod.find_duplicates(ds, encoder="CNN", threshold=0.97)
+        # a stricter threshold replaces the run and finds a subset (without
+        # verification; verified, it narrows the candidate band)
+        strict = fod.find_duplicates(ds, encoder="CNN", threshold=0.97, verify="none")
         assert _found_pairs(strict) < found
         assert strict.summary["num_computed"] == 0  # embeddings reused
         assert ds.get_run_info("dedup").config.threshold == 0.97
@@ -480,7 +482,9 @@ def test_progress_callbacks_see_every_stage_complete(folder, fresh_dataset):
     seen = []
     callback = progress.callback(lambda fraction, label: seen.append((label, fraction)), dt=60)
     fod.find_duplicates(fresh_dataset, encoder="cnn", progress=callback)
-    assert ("Embedding images", 1.0) in seen and ("Searching", 1.0) in seen
+    labels = {label for label, _ in seen}
+    assert {"Embedding images", "Features for verification", "Searching candidates"} <= labels
+    assert all((label, 1.0) in seen for label in labels), seen
 
 
 def test_rotation_invariance_matches_turned_copies(tmp_path, fresh_dataset):
@@ -500,14 +504,21 @@ def test_rotation_invariance_matches_turned_copies(tmp_path, fresh_dataset):
     )
     fresh_dataset.add_samples([fo.Sample(filepath=p) for p in paths + [turned, mirrored]])
 
-    plain = fod.find_duplicates(fresh_dataset, encoder="cnn", threshold=0.99, run_key="plain")
+    plain = fod.find_duplicates(
+        fresh_dataset, encoder="cnn", threshold=0.99, run_key="plain", verify="none"
+    )
     assert plain.summary["num_duplicates"] == 0
 
     res = fod.find_duplicates(
-        fresh_dataset, encoder="cnn", threshold=0.99, invariance="dihedral", run_key="inv"
+        fresh_dataset, encoder="cnn", threshold=0.99, invariance="dihedral", run_key="inv",
+        verify="none",
     )
     pairs = _found_pairs(res)
-    assert pairs == {frozenset((paths[0], turned)), frozenset((paths[1], mirrored))}
+    expected = {frozenset((paths[0], turned)), frozenset((paths[1], mirrored))}
+    assert pairs == expected
+    # verified (the default), turned and mirrored copies are candidates anyway
+    verified = fod.find_duplicates(fresh_dataset, encoder="cnn", threshold=0.99, run_key="ver")
+    assert _found_pairs(verified) == expected
     assert res.config.invariance == "dihedral"
     # each sample stores its 7 flipped/rotated versions beside its embedding
     variants = fresh_dataset.values("cnn_embedding_variants")
