@@ -307,7 +307,7 @@ def find(
             clusters = None
 
     summary = _summary(parts, items, groups, keys, weights, mode)
-    if searcher is not None:
+    if searcher is not None and not verified:
         summary["search"] = dict(searcher.stats)
     item_inliers = None
     if verified:

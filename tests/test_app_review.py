@@ -265,6 +265,9 @@ def test_panel_keys_step_and_decide_and_histogram_bars_show_their_pairs(
     app.wait_for_grid(len(ds))
     _open_panel(app)
     app.wait_for_text("Keys: j")
+    # as a person would: click the panel, so no input field (the Run
+    # picker) holds the focus; keys typed into a field are left to it
+    app.page.get_by_text("Keys: j").first.click()
     keys = app.page.keyboard
     # j / arrow right: next; k / arrow left: previous (wrapping)
     keys.press("j")

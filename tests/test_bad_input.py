@@ -132,8 +132,8 @@ def dataset(corpus):
 @pytest.mark.parametrize(
     "params, message",
     [
-        (dict(threshold="ten"), "whole number of bits"),
-        (dict(threshold=70), "between 0 and 64"),
+        (dict(encoder="dhash", threshold="ten"), "whole number of bits"),
+        (dict(encoder="dhash", threshold=70), "between 0 and 64"),
         (dict(encoder="sift"), "Invalid enum value"),
         (dict(keep="tallest"), "Invalid enum value"),
         (dict(run_key=5), "Invalid run key 5"),
