@@ -113,7 +113,9 @@ def bench_encode(paths, folder, repeat):
     from imagededup.utils.models import CustomModel
 
     import fiftyone_dedup as fod
-    from fiftyone_dedup import embeddings, models, search
+    from fiftyone_dedup.algorithms import embeddings
+    from fiftyone_dedup.algorithms import models
+    from fiftyone_dedup.algorithms import search
 
     n = len(paths)
     names = [os.path.basename(p) for p in paths]
@@ -195,7 +197,7 @@ def hwm():
 _OURS = _PRELUDE + r"""
 import fiftyone as fo
 import fiftyone_dedup as fod
-from fiftyone_dedup import search
+from fiftyone_dedup.algorithms import search
 ds = fo.load_dataset({name!r})
 base = hwm()
 t = time.perf_counter()
@@ -240,7 +242,8 @@ print(json.dumps(dict(seconds=seconds, peak_mb=peak, before_mb=base,
 
 _OURS_ARRAY = _PRELUDE + r"""
 import torch  # imported before the clock starts, as imagededup's is
-from fiftyone_dedup import grouping, search
+from fiftyone_dedup.algorithms import grouping
+from fiftyone_dedup.algorithms import search
 x = np.load({emb!r})
 base = hwm()
 t = time.perf_counter()
@@ -508,7 +511,9 @@ def _metrics(groups, removed, truth):
 def bench_quality(photos, work):
     import fiftyone as fo
 
-    from fiftyone_dedup import encoders, grouping, search
+    from fiftyone_dedup.algorithms import encoders
+    from fiftyone_dedup.algorithms import grouping
+    from fiftyone_dedup.algorithms import search
 
     truth = datasets.nearduplicate_set(os.path.join(work, "nearduplicates"), photos)
     folder = os.path.dirname(truth["files"][0])

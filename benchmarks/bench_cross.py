@@ -45,7 +45,8 @@ def _time(fn, repeat=1):
 def bench_scaling(threshold=10):
     from imagededup.methods import DHash
 
-    from fiftyone_dedup import hashing, search
+    from fiftyone_dedup.algorithms import hashing
+    from fiftyone_dedup.algorithms import search
 
     rows = []
     ref_all = datasets.synthetic_hashes(400_000, seed=11)
@@ -83,7 +84,9 @@ def bench_scaling(threshold=10):
 
 
 def bench_invariance(paths):
-    from fiftyone_dedup import grouping, hashing, search
+    from fiftyone_dedup.algorithms import grouping
+    from fiftyone_dedup.algorithms import hashing
+    from fiftyone_dedup.algorithms import search
 
     out = {}
     for inv in (None, "flip", "dihedral"):
@@ -110,7 +113,9 @@ def bench_invariance(paths):
 
 def bench_cnn_invariance(paths, threshold=0.85):
     """The same for CNN embeddings (the default model, on the CPU)."""
-    from fiftyone_dedup import embeddings, grouping, search
+    from fiftyone_dedup.algorithms import embeddings
+    from fiftyone_dedup.algorithms import grouping
+    from fiftyone_dedup.algorithms import search
 
     out = {}
     for inv in (None, "flip", "dihedral"):

@@ -3,7 +3,7 @@
 Measures, as ratios to the anchor measured in the same run:
 
 1. hash throughput on full-HD JPEGs (imagededup ``DHash.encode_images`` with
-   its own process pool vs ``fiftyone_dedup.hashing.hash_files``), and our
+   its own process pool vs ``fiftyone_dedup.algorithms.hashing.hash_files``), and our
    ``compute_hashes`` into a FiftyOne dataset;
 2. end-to-end find on that folder (imagededup ``find_duplicates(image_dir)``
    vs dataset + ``fiftyone_dedup.find_duplicates``);
@@ -59,7 +59,7 @@ def _best(fn, repeat=2):
 def bench_encode(paths, folder, repeat):
     from imagededup.methods import DHash
 
-    from fiftyone_dedup import hashing
+    from fiftyone_dedup.algorithms import hashing
 
     _warm(paths)
     n = len(paths)
@@ -139,7 +139,9 @@ def _imagededup_pairs(result):
 def bench_search_10k(n=10_000, threshold=10):
     from imagededup.methods import DHash
 
-    from fiftyone_dedup import grouping, hashing, search
+    from fiftyone_dedup.algorithms import grouping
+    from fiftyone_dedup.algorithms import hashing
+    from fiftyone_dedup.algorithms import search
 
     codes = datasets.synthetic_hashes(n, seed=1)
     hexes = hashing.codes_to_hex(codes)
@@ -179,7 +181,8 @@ import json, sys, time
 sys.path[:0] = {paths!r}
 import numpy as np
 import datasets
-from fiftyone_dedup import grouping, search
+from fiftyone_dedup.algorithms import grouping
+from fiftyone_dedup.algorithms import search
 def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):

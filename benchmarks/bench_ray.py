@@ -86,7 +86,9 @@ def _inner(work, args):
 
     import datasets
     import fiftyone_dedup as fod
-    from fiftyone_dedup import core, distributed, search
+    from fiftyone_dedup.engine import core
+    from fiftyone_dedup.engine import distributed
+    from fiftyone_dedup.algorithms import search
 
     ray.init(address=f"127.0.0.1:{PORT}", log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"],

@@ -2,6 +2,6 @@
 
 import sys
 
-from fiftyone_dedup.cli import main
+from fiftyone_dedup.cli.main import main
 
 sys.exit(main())

@@ -2,7 +2,7 @@
 
 FiftyOne loads this file by path under a module name of its own, so the
 engine is imported by its absolute name: run records then store class paths
-(``fiftyone_dedup.runs.*``) that any fresh process can import. When the
+(``fiftyone_dedup.engine.runs.*``) that any fresh process can import. When the
 plugin was copied into a plugins directory without ``pip install``, the
 repository root is put on ``sys.path`` so the same absolute imports work.
 """
@@ -15,4 +15,4 @@ try:
 except ImportError:  # pragma: no cover - plugin copied, not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fiftyone_dedup.operators import register  # noqa: E402,F401
+from fiftyone_dedup.app.operators import register  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """Test images and subprocess helpers.
 
 Images are made in the tests: real photos that installed packages ship
-(scikit-image, scikit-learn; see :mod:`fiftyone_dedup.demo`), distinct
+(scikit-image, scikit-learn; see :mod:`fiftyone_dedup.cli.demo`), distinct
 synthetic textures, and near-duplicates made from them by the edits users
 meet (resize, crop, JPEG re-encode, colour change).
 """
@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from fiftyone_dedup import demo
+from fiftyone_dedup.cli import demo
 
 
 def photo(index=0, grey=False):

@@ -31,9 +31,9 @@ def _run_child(req):
     import fiftyone.core.collections as foc
     import fiftyone.core.dataset as fod
 
-    from fiftyone_dedup import actions
-    from fiftyone_dedup import fileops
-    from fiftyone_dedup import manifest as mf
+    from fiftyone_dedup.moves import actions
+    from fiftyone_dedup.moves import fileops
+    from fiftyone_dedup.moves import manifest as mf
 
     kill_at = req.get("kill_at", 0)
     after_copy = req.get("after_copy", 0)
@@ -89,7 +89,7 @@ def _run_child(req):
 def serve():
     """Serves requests from stdin until it closes."""
     import fiftyone  # noqa: F401 - imported once, before any fork
-    import fiftyone_dedup.actions  # noqa: F401
+    import fiftyone_dedup.moves.actions  # noqa: F401
 
     for line in sys.stdin:
         req = json.loads(line)

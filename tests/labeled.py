@@ -124,6 +124,6 @@ def snapshot(dataset):
 def load_layout(directory, layout, data_dir=True):
     """Loads a dataset folder with FiftyOne's importer (a temporary
     dataset; delete it when done)."""
-    from fiftyone_dedup import layouts
+    from fiftyone_dedup.engine import layouts
 
     return layouts.import_labels(directory, layouts.LAYOUTS[layout], data_dir=data_dir)

@@ -53,7 +53,9 @@ import numpy as np  # noqa: E402
 
 import helpers  # noqa: E402
 import fiftyone_dedup as fod  # noqa: E402
-from fiftyone_dedup import core, distributed, search  # noqa: E402
+from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import distributed
+from fiftyone_dedup.algorithms import search  # noqa: E402
 
 distributed.CHUNK_SIZE = 4  # many chunks and tiles on a small set
 TILE = 7
@@ -182,7 +184,7 @@ def main():
 
         # the pairs themselves, tile by tile against the local search
         spec = fod.encoders.get_encoder(encoder)
-        _, codes = core._load_encodings(loc, spec, field)
+        _, codes = core.load_encodings(loc, spec, field)
         thr = 12 if encoder == "dhash" else 0.8
         if encoder == "dhash":
             local = search.hamming_pairs(codes, thr)
@@ -259,7 +261,7 @@ def main():
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    from fiftyone_dedup.operators import PLUGIN_NAME
+    from fiftyone_dedup.app.operators import PLUGIN_NAME
 
     results = {}
     for executor in ("local", "ray"):

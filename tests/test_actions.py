@@ -12,12 +12,12 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_dedup import actions
-from fiftyone_dedup import core
-from fiftyone_dedup import fileops
-from fiftyone_dedup import folders
-from fiftyone_dedup import locks
-from fiftyone_dedup import manifest as mf
+from fiftyone_dedup.moves import actions
+from fiftyone_dedup.engine import core
+from fiftyone_dedup.moves import fileops
+from fiftyone_dedup.engine import folders
+from fiftyone_dedup.moves import locks
+from fiftyone_dedup.moves import manifest as mf
 
 import helpers
 import labeled
@@ -378,7 +378,7 @@ def test_disk_filling_up_mid_move_loses_nothing(tmp_path, names, monkeypatch):
 
 _HOLD = r"""
 import sys, time
-from fiftyone_dedup import actions
+from fiftyone_dedup.moves import actions
 real = actions._move_entry
 def slow(m, e, dup):
     print("moving", flush=True)
@@ -449,7 +449,9 @@ def _start_mongod(dbpath, port):
 
 _DB_LOST = r"""
 import os, signal, sys
-from fiftyone_dedup import actions, core, folders
+from fiftyone_dedup.moves import actions
+from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import folders
 mode, root, dup, pidfile = sys.argv[1:5]
 if mode == "setup":
     ds = folders.load_folders([root], name="dblost", data_dir=True)[0]

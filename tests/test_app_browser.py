@@ -19,7 +19,7 @@ from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionRunState
 
 import fiftyone_dedup as fod
-from fiftyone_dedup.operators import PLUGIN_NAME
+from fiftyone_dedup.app.operators import PLUGIN_NAME
 
 import appbrowser
 import helpers

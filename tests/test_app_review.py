@@ -15,9 +15,9 @@ import shutil
 import pytest
 
 import fiftyone_dedup as fod
-from fiftyone_dedup import actions
-from fiftyone_dedup import locks
-from fiftyone_dedup import models
+from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import locks
+from fiftyone_dedup.algorithms import models
 
 import appbrowser
 import helpers

@@ -10,7 +10,8 @@ import fiftyone as fo
 import fiftyone.operators as foo
 
 import fiftyone_dedup as fod
-from fiftyone_dedup import decode, hashing
+from fiftyone_dedup.algorithms import decode
+from fiftyone_dedup.algorithms import hashing
 
 import helpers
 

@@ -14,7 +14,7 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_dedup import folders
+from fiftyone_dedup.engine import folders
 
 import helpers
 import labeled

@@ -13,8 +13,8 @@ import fiftyone.operators as foo
 from fiftyone import ViewField as F
 
 import fiftyone_dedup as fod
-from fiftyone_dedup import encoders
-from fiftyone_dedup.operators import PLUGIN_NAME
+from fiftyone_dedup.algorithms import encoders
+from fiftyone_dedup.app.operators import PLUGIN_NAME
 
 import helpers
 
@@ -210,7 +210,7 @@ def test_an_existing_embeddings_field_is_used_as_is(folder):
 def test_stored_vectors_read_as_fiftyone_reads_them():
     # Vectors are read from their stored bytes without FiftyOne's np.load
     # per value: every dtype and shape comes back as FiftyOne returns it
-    from fiftyone_dedup import stored_vectors
+    from fiftyone_dedup.engine import stored_vectors
 
     rng = np.random.default_rng(0)
     vectors = [

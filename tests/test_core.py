@@ -11,7 +11,7 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 import fiftyone_dedup as fod
-from fiftyone_dedup import hashing
+from fiftyone_dedup.algorithms import hashing
 
 import helpers
 

@@ -11,8 +11,8 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 import fiftyone_dedup as fod
-from fiftyone_dedup import hashing
-from fiftyone_dedup import review
+from fiftyone_dedup.algorithms import hashing
+from fiftyone_dedup.engine import review
 
 import helpers
 
@@ -139,7 +139,7 @@ def test_leak_between_views_of_one_dataset(split):
 
 def test_bad_cross_arguments_change_nothing(split, two):
     ref, query = two
-    from fiftyone_dedup import finder
+    from fiftyone_dedup.engine import finder
 
     with pytest.raises(ValueError, match="grouping='near' only"):
         finder.find(query, reference=ref, grouping_method="dbscan")

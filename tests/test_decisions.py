@@ -8,7 +8,7 @@ import pytest
 import fiftyone as fo
 
 import fiftyone_dedup as fod
-from fiftyone_dedup import decisions
+from fiftyone_dedup.engine import decisions
 
 import helpers
 

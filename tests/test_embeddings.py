@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_dedup import embeddings
-from fiftyone_dedup import grouping
-from fiftyone_dedup import models
-from fiftyone_dedup import search
+from fiftyone_dedup.algorithms import embeddings
+from fiftyone_dedup.algorithms import grouping
+from fiftyone_dedup.algorithms import models
+from fiftyone_dedup.algorithms import search
 
 import helpers
 
@@ -55,7 +55,7 @@ def embedded(photo_set, default_model):
 
 
 def models_default_threshold():
-    from fiftyone_dedup import encoders
+    from fiftyone_dedup.algorithms import encoders
 
     return encoders.ENCODERS["cnn"].default_threshold
 
@@ -151,7 +151,7 @@ def test_default_model_runs_in_onnxruntime_on_the_cpu_as_torch_does(
     ours = np.stack([v for v, _ in embeddings.embed_files(paths, default_model)])
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
-    with caplog.at_level("INFO", logger="fiftyone_dedup.models"):
+    with caplog.at_level("INFO", logger="fiftyone_dedup.algorithms.models"):
         fallback = models.load_model(device="cpu")
     assert fallback.runtime == "torch"
     assert "ONNX Runtime not used" in caplog.text

@@ -6,8 +6,8 @@ import os
 import pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 
-from fiftyone_dedup import encoders
-from fiftyone_dedup import encodings_io as eio
+from fiftyone_dedup.algorithms import encoders
+from fiftyone_dedup.engine import encodings_io as eio
 
 
 def _write(path, obj):

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from fiftyone_dedup import fileops
-from fiftyone_dedup import locks
+from fiftyone_dedup.moves import fileops
+from fiftyone_dedup.moves import locks
 
 import mounts
 
@@ -150,7 +150,7 @@ def test_a_killed_holder_releases_its_lock(tmp_path):
     path = str(tmp_path / "lock")
     code = (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from fiftyone_dedup import locks\n"
+        "from fiftyone_dedup.moves import locks\n"
         "locks.FileLock(%r, 'x').acquire(); print('held', flush=True); time.sleep(60)\n"
     ) % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

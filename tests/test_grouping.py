@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fiftyone_dedup import grouping
-from fiftyone_dedup.grouping import DUPLICATE, KEPT, NONE
+from fiftyone_dedup.algorithms import grouping
+from fiftyone_dedup.algorithms.grouping import DUPLICATE, KEPT, NONE
 
 
 def _star(n, pairs, order=None, keys=None, **kwargs):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from fiftyone_dedup import hamming, hashing, search
+from fiftyone_dedup.algorithms import hamming
+from fiftyone_dedup.algorithms import hashing
+from fiftyone_dedup.algorithms import search
 
 pytestmark = pytest.mark.skipif(not hamming.available(), reason="needs numba")
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from imagededup.methods import AHash, DHash, PHash, WHash
 
-from fiftyone_dedup import hashing
+from fiftyone_dedup.algorithms import hashing
 
 import helpers
 
@@ -120,7 +120,8 @@ def test_exif_rotation_hashes_as_displayed(tmp_path):
 _SERVER_LIKE = r"""
 import asyncio, signal, sys
 sys.path[:0] = sys.argv[2:3]
-from fiftyone_dedup import hashing, verify
+from fiftyone_dedup.algorithms import hashing
+from fiftyone_dedup.algorithms import verify
 
 paths = sys.argv[1].split("\n")
 got = []

@@ -12,7 +12,7 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_dedup import hashing
+from fiftyone_dedup.algorithms import hashing
 
 import helpers
 

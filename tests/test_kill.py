@@ -25,11 +25,11 @@ from PIL import Image
 
 import fiftyone as fo
 
-from fiftyone_dedup import actions
-from fiftyone_dedup import core
-from fiftyone_dedup import fileops
-from fiftyone_dedup import folders
-from fiftyone_dedup import manifest as mf
+from fiftyone_dedup.moves import actions
+from fiftyone_dedup.engine import core
+from fiftyone_dedup.moves import fileops
+from fiftyone_dedup.engine import folders
+from fiftyone_dedup.moves import manifest as mf
 
 import labeled
 import mounts

@@ -7,7 +7,8 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_dedup import folders, layouts
+from fiftyone_dedup.engine import folders
+from fiftyone_dedup.engine import layouts
 
 import helpers
 import labeled

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fiftyone_dedup import fileops
-from fiftyone_dedup import manifest as mf
+from fiftyone_dedup.moves import fileops
+from fiftyone_dedup.moves import manifest as mf
 
 SHA = "a" * 64
 SID = "0123456789abcdef01234567"

@@ -13,11 +13,11 @@ from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionRunState
 
 import fiftyone_dedup as fod
-from fiftyone_dedup.operators import PLUGIN_NAME
+from fiftyone_dedup.app.operators import PLUGIN_NAME
 
 import helpers
 
-from fiftyone_dedup.operators import OPERATORS as OPERATOR_CLASSES
+from fiftyone_dedup.app.operators import OPERATORS as OPERATOR_CLASSES
 
 OPERATORS = tuple(cls().config.name for cls in OPERATOR_CLASSES)
 assert {"compute_embeddings", "move_duplicates", "restore_duplicates"} <= set(OPERATORS)
@@ -138,7 +138,7 @@ def test_compute_hashes_delegated_keeps_its_report(dataset):
 
 def test_large_targets_default_to_a_scheduled_run(dataset, monkeypatch):
     from fiftyone.operators.executor import ExecutionContext
-    from fiftyone_dedup import appui
+    from fiftyone_dedup.app import appui
 
     ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {}})
     for name in ("compute_hashes", "find_duplicates"):
@@ -186,7 +186,7 @@ def test_empty_target_is_rejected(dataset):
 @pytest.fixture
 def moving(tmp_path):
     """A folder dataset with two planted copies, duplicates found."""
-    from fiftyone_dedup import folders
+    from fiftyone_dedup.engine import folders
 
     root = str(tmp_path / "imgs")
     for i in range(3):
@@ -278,7 +278,7 @@ def test_cross_form_names_the_other_datasets_runs_it_replaces(moving, dataset):
 
 
 def test_review_panel_histogram_bars_cover_the_recorded_scores(dataset):
-    from fiftyone_dedup import review_panel
+    from fiftyone_dedup.app import review_panel
 
     fod.find_duplicates(dataset, encoder="dhash", threshold=10, num_workers=0)
     hist = fod.load_run(dataset).histogram

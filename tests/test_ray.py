@@ -112,7 +112,7 @@ def test_missing_ray_names_the_extra():
     code = (
         "import sys; sys.modules['ray'] = None\n"
         "import fiftyone_dedup as fod\n"
-        "from fiftyone_dedup import distributed\n"
+        "from fiftyone_dedup.engine import distributed\n"
         "try:\n"
         "    distributed.connect()\n"
         "except ImportError as e:\n"
@@ -127,7 +127,7 @@ def test_missing_ray_names_the_extra():
 
 
 def distributed_message():
-    from fiftyone_dedup import distributed
+    from fiftyone_dedup.engine import distributed
 
     return distributed.MISSING_RAY
 

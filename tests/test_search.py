@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from fiftyone_dedup import search
+from fiftyone_dedup.algorithms import search
 
 
 def _popcount(x):
@@ -183,7 +183,7 @@ def test_small_searches_need_no_torch_and_stay_exact():
         import numpy as np
         sys.path.insert(0, %r)
         from test_search import _near_threshold_pairs
-        from fiftyone_dedup import search
+        from fiftyone_dedup.algorithms import search
         x = _near_threshold_pairs(400, 384, 0.9, seed=11)
         xd = search.normalize(x).astype(np.float64)
         sims = xd @ xd.T

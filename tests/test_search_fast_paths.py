@@ -9,7 +9,8 @@ import pytest
 import fiftyone as fo
 
 import fiftyone_dedup as fod
-from fiftyone_dedup import search, stored_vectors
+from fiftyone_dedup.algorithms import search
+from fiftyone_dedup.engine import stored_vectors
 
 torch = pytest.importorskip("torch")
 

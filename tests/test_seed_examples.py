@@ -12,7 +12,7 @@ import pytest
 import fiftyone as fo
 import fiftyone.types as fot
 
-from fiftyone_dedup import demo
+from fiftyone_dedup.cli import demo
 
 import helpers
 

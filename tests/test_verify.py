@@ -19,8 +19,8 @@ from PIL import Image
 
 import helpers
 import verify_sets
-from fiftyone_dedup import search
-from fiftyone_dedup import verify
+from fiftyone_dedup.algorithms import search
+from fiftyone_dedup.algorithms import verify
 
 
 def _features(images):
@@ -167,7 +167,7 @@ def _groups(ds, run_key="dedup"):
 @pytest.mark.parametrize("encoder, threshold", [("dhash", 10), ("dhash", 24)])
 def test_find_verified_hashes(tmp_path, encoder, threshold):
     import fiftyone_dedup as fod
-    from fiftyone_dedup import runs
+    from fiftyone_dedup.engine import runs
 
     truth = _folder(tmp_path)
     ds = _dataset(truth, f"verify-{encoder}-{threshold}")
@@ -209,7 +209,8 @@ def test_verify_none_is_the_unverified_search(tmp_path):
     assert ds.get_run_info("plain").config.verify == "none"
     assert "plain_inliers" not in ds.get_field_schema()
     # the same search through the search module, unverified
-    from fiftyone_dedup import grouping, hashing
+    from fiftyone_dedup.algorithms import grouping
+    from fiftyone_dedup.algorithms import hashing
 
     files, hashes = ds.values(["filepath", "dhash"])
     codes = hashing.hex_to_codes(hashes)

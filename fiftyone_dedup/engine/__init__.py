@@ -1,0 +1,5 @@
+"""The FiftyOne-aware engine: encodings as sample fields, finding duplicates,
+run records and their views, review decisions, and folders as datasets.
+
+It knows nothing of the App or the command line; both call it.
+"""

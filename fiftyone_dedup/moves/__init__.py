@@ -1,0 +1,4 @@
+"""Moving duplicate files out of a dataset and back: plans, the manifest
+journal that makes every move resumable and undoable, annotation files, and
+locks.
+"""
