@@ -7,6 +7,6 @@ Flag names live in this package only.
 
 def main(argv=None):
     """Runs the command line (the ``fiftyone-dedup`` console script)."""
-    from fiftyone_dedup.cli.main import main as _main
+    from fiftyone_dedup.cli.commands import main as _main
 
     return _main(argv)

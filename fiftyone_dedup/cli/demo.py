@@ -188,7 +188,7 @@ def make_demo_dataset(directory):
 
 def build_parser():
     """The argument parser of ``fiftyone-dedup demo``."""
-    from fiftyone_dedup.cli.main import Parser
+    from fiftyone_dedup.cli.commands import Parser
 
     p = Parser(
         prog="fiftyone-dedup demo",
@@ -223,7 +223,7 @@ def run(args):
     Returns:
         the report dict
     """
-    from fiftyone_dedup.cli import main as cli
+    from fiftyone_dedup.cli import commands as cli
 
     made = make_demo_dataset(args.dir)
     print(

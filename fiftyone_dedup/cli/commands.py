@@ -1092,8 +1092,33 @@ def main(argv=None):
         return 1
 
 
+#: parameters of the engine whose flag is not ``--<parameter>``
+PARAM_FLAGS = {}
+
+
+def flag_for(param):
+    """The flag that sets an engine parameter, for messages.
+
+    Args:
+        param: a parameter's Python name, e.g. ``"trust_root"``
+
+    Returns:
+        the flag (``"--trust_root"``), or ``param`` when no flag sets it
+    """
+    if param in PARAM_FLAGS:
+        return PARAM_FLAGS[param]
+    flags = set()
+    for parser in (build_parser(), build_restore_parser()):
+        for action in parser._actions:  # argparse keeps no public list
+            flags.update(action.option_strings)
+    return f"--{param}" if f"--{param}" in flags else param
+
+
 def _one_line(e):
-    text = str(e).strip()
+    from fiftyone_dedup.options import ParameterError
+
+    text = e.for_name(flag_for(e.param)) if isinstance(e, ParameterError) else str(e)
+    text = text.strip()
     return text if "\n" not in text else text.replace("\n", " | ")
 
 
