@@ -126,6 +126,9 @@ case "$ACTION" in
     say "running the built-in example"
     exec "$VENV/bin/fiftyone-dedup" demo "$@" ;;
   test)
+    say "checking the code with ruff (config in pyproject.toml)"
+    "$VENV/bin/ruff" check fiftyone_dedup tests benchmarks scripts \
+      || die "ruff found problems (above); 'ruff check --fix' mends some"
     say "running the tests"
     exec "$PY" -m pytest "$@" ;;
   *)
