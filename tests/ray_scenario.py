@@ -183,7 +183,7 @@ def main():
               num=rl.summary["num_duplicates"])
 
         # the pairs themselves, tile by tile against the local search
-        spec = fod.encoders.get_encoder(encoder)
+        spec = fod.get_encoder(encoder)
         _, codes = core.load_encodings(loc, spec, field)
         thr = 12 if encoder == "dhash" else 0.8
         if encoder == "dhash":
