@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -46,7 +45,10 @@ def _skimage(name):
     [
         ("text pages", lambda: verify_sets.text_pages(24)),
         ("texture tiles", lambda: verify_sets.texture_tiles(24)),
-        ("astronaut regions", lambda: verify_sets.photo_regions(24, _skimage("astronaut"), size=200)),
+        (
+            "astronaut regions",
+            lambda: verify_sets.photo_regions(24, _skimage("astronaut"), size=200),
+        ),
         ("coffee regions", lambda: verify_sets.photo_regions(24, _skimage("coffee"), size=200)),
         ("chelsea regions", lambda: verify_sets.photo_regions(24, _skimage("chelsea"), size=200)),
         ("star fields", lambda: verify_sets.star_fields(24)),
@@ -112,19 +114,6 @@ def test_validate_method():
     assert verify.validate_method("ORB") == "orb"
     with pytest.raises(ValueError, match="verify"):
         verify.validate_method("sift-please")
-
-
-def test_knn_pairs_capped_per_query():
-    # a homogeneous set: every vector close to every other
-    rng = np.random.default_rng(0)
-    x = search.normalize(1 + 0.01 * rng.standard_normal((300, 16)).astype(np.float32))
-    i, j, s = search.knn_pairs(x, x, 5, 0.5, "cosine", exclude_self=True)
-    assert len(i) == 300 * 5
-    assert np.all(i != j) and np.all(s >= 0.5)
-    assert np.bincount(i, minlength=300).max() == 5
-    codes = np.zeros(50, dtype=np.uint64)
-    i, j, d = search.knn_pairs(codes, codes, 3, 0, "hamming", exclude_self=True)
-    assert np.bincount(i).max() <= 3 and np.all(d == 0)
 
 
 # ------------------------------------------------------------- the pipeline
@@ -217,7 +206,9 @@ def test_verify_none_is_the_unverified_search(tmp_path):
     uniq, keys = search.unique_rows(codes)
     a, b, d = search.hamming_pairs(uniq, 24)
     g = grouping.star_groups(keys, a, b, d)
-    expected = sorted(sorted(files[k] for k in [kept] + list(dups)) for kept, dups, _ in g.members())
+    expected = sorted(
+        sorted(files[k] for k in [kept] + list(dups)) for kept, dups, _ in g.members()
+    )
     assert sorted(sorted(x) for x in plain) == expected
 
 
@@ -225,7 +216,9 @@ def test_find_cross_verified(tmp_path):
     import fiftyone_dedup as fod
 
     truth = _folder(tmp_path)
-    originals = [p for p, k in truth.items() if isinstance(k, int) and "_" not in os.path.basename(p)]
+    originals = [
+        p for p, k in truth.items() if isinstance(k, int) and "_" not in os.path.basename(p)
+    ]
     others = [p for p in truth if p not in originals]
     ref = _dataset(originals, "verify-ref")
     query = _dataset(others, "verify-query")
