@@ -299,7 +299,7 @@ def test_bad_cnn_arguments_change_nothing(folder, kwargs, message):
 
 
 def test_an_offline_model_fails_before_anything_changes(folder, monkeypatch, tmp_path):
-    from test_embeddings import _closed_port
+    from test_models import _closed_port
 
     proxy = f"http://127.0.0.1:{_closed_port()}"
     for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
