@@ -109,19 +109,9 @@ def cosine_pairs(
     threshold = validate_cosine_threshold(threshold)
     x = vectors if normalized else normalize(vectors)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    n = len(x)
     block_size = block_size or COSINE_QUERY_BLOCK
     products = fast.make_products(x, x, method)
-    out_i, out_j, out_s = [], [], []
-    for start in range(0, n, block_size):
-        stop = min(n, start + block_size)
-        i, j, s = _radius_block(products, x, x, start, stop, threshold, start, True)
-        out_i += i
-        out_j += j
-        out_s += s
-        if progress is not None:
-            progress(stop - start)
-    return pairs.concat(out_i, out_j, out_s, np.float32)
+    return _search(products, x, x, threshold, block_size, True, progress)
 
 
 def cosine_cross(
@@ -163,11 +153,20 @@ def cosine_cross(
         )
     block_size = block_size or COSINE_QUERY_BLOCK
     products = fast.make_products(q, r, method) if len(r) else None
+    return _search(products, q, r, threshold, block_size, False, progress)
+
+
+def _search(products, queries, keys, threshold, block_size, upper, progress):
+    # every block of queries against the keys (``upper``: a self-search,
+    # each block against itself and the keys after it); no products: no keys
     out_i, out_j, out_s = [], [], []
-    for start in range(0, len(q), block_size):
-        stop = min(len(q), start + block_size)
+    for start in range(0, len(queries), block_size):
+        stop = min(len(queries), start + block_size)
         if products is not None:
-            i, j, s = _radius_block(products, q, r, start, stop, threshold, 0, False)
+            k_start = start if upper else 0
+            i, j, s = _radius_block(
+                products, queries, keys, start, stop, threshold, k_start, upper
+            )
             out_i += i
             out_j += j
             out_s += s
