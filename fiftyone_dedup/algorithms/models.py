@@ -251,6 +251,8 @@ def load_model(model=None, transform=None, device="auto"):
             name; a ``fiftyone.core.models.Model`` with embeddings; a
             ``torch.nn.Module`` or callable (with ``transform``);
             imagededup's ``CustomModel``; or an :class:`EmbeddingModel`
+            (zoo names and FiftyOne models through a registered source:
+            :func:`register_source`)
         transform (None): for a module or callable, the function that turns
             a PIL RGB image into the model's ``(C, H, W)`` input tensor
         device ("auto"): see :func:`resolve_device`
