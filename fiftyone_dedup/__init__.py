@@ -48,7 +48,7 @@ _EXPORTS = {
     "DedupRunResults": "fiftyone_dedup.engine.runs",
     "get_encoder": "fiftyone_dedup.algorithms.encoders",
     "ENCODERS": "fiftyone_dedup.algorithms.encoders",
-    "load_model": "fiftyone_dedup.algorithms.models",
+    "load_model": "fiftyone_dedup.engine.zoo",
     "ModelUnavailableError": "fiftyone_dedup.algorithms.models",
 }
 

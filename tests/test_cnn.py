@@ -201,7 +201,10 @@ def test_an_existing_embeddings_field_is_used_as_is(folder):
 
         # a model asked to write over them must be told to overwrite
         with pytest.raises(ValueError, match="did not compute; pass overwrite=True"):
-            fod.find_duplicates(ds, encoder="cnn", field="brain_embedding", model="efficientnet-lite0", run_key="c")
+            fod.find_duplicates(
+                ds, encoder="cnn", field="brain_embedding", model="efficientnet-lite0",
+                run_key="c",
+            )
         assert set(ds.get_field_schema()) == schema
     finally:
         ds.delete()
@@ -231,7 +234,10 @@ def test_stored_vectors_read_as_fiftyone_reads_them():
         ds.add_sample_field("arr", fo.ArrayField)
         ds.add_sample_field("lst", fo.ListField, subfield=fo.FloatField)
         ids = ds.values("id")
-        ds.set_values("emb", {i: v for i, v in zip(ids, vectors) if v is None or v.ndim == 1}, key_field="id")
+        ds.set_values(
+            "emb", {i: v for i, v in zip(ids, vectors) if v is None or v.ndim == 1},
+            key_field="id",
+        )
         ds.set_values("arr", dict(zip(ids, vectors)), key_field="id")
         ds.set_values("lst", {ids[0]: [1.0, 2.5]}, key_field="id")
         for field in ("emb", "arr", "lst"):
@@ -299,7 +305,7 @@ def test_bad_cnn_arguments_change_nothing(folder, kwargs, message):
 
 
 def test_an_offline_model_fails_before_anything_changes(folder, monkeypatch, tmp_path):
-    from test_embeddings import _closed_port
+    from test_models import _closed_port
 
     proxy = f"http://127.0.0.1:{_closed_port()}"
     for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
@@ -333,7 +339,8 @@ def test_compute_embeddings_and_find_operators(folder):
         result = op(ds)
         assert result.error is None
         assert len(ds.exists("cnn_embedding")) == len(ds) - 1
-        assert ds.exists("cnn_embedding_error").values("cnn_embedding_error")[0].startswith("cannot")
+        errors = ds.exists("cnn_embedding_error").values("cnn_embedding_error")
+        assert errors[0].startswith("cannot")
 
         find = foo.get_operator(_uri("find_duplicates"))
         summary = find(ds, encoder="cnn")

@@ -9,6 +9,7 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 import fiftyone_dedup as fod
+from fiftyone_dedup.algorithms import keep
 
 import helpers
 
@@ -74,7 +75,9 @@ def make_dataset(group):
             for k in range(n_boxes)
         ]
         score = {6: -5.0, 7: 9.0}.get(i, float(i))
-        samples.append(fo.Sample(filepath=p, ground_truth=fo.Detections(detections=dets), score=score))
+        samples.append(
+            fo.Sample(filepath=p, ground_truth=fo.Detections(detections=dets), score=score)
+        )
     ds.add_samples(samples)
     return ds
 
@@ -206,3 +209,35 @@ def test_first_never_keeps_a_copy_from_an_earlier_duplicates_folder(tmp_path):
         assert _kept(ds, "dedup") == [copy]
     finally:
         ds.delete()
+
+
+def test_first_puts_files_the_caller_marks_as_moved_out_last():
+    # pure: filepaths given, so "first" reads no collection
+    paths = ["/data/a.jpg", "/dups/ds/b.jpg", "/data/c.jpg", "/dups/ds/d.jpg", "/x/e.jpg"]
+    asked = []
+
+    def in_output_folder(folder):
+        asked.append(folder)
+        return folder.startswith("/dups")
+
+    ids = list(range(len(paths)))
+    order = keep.keep_order(None, ids, "first", filepaths=paths, in_output_folder=in_output_folder)
+    assert order.tolist() == [0, 2, 4, 1, 3]
+    assert sorted(asked) == ["/data", "/dups/ds", "/x"]  # once per folder
+    pref = keep.preference(None, ids, "first", filepaths=paths, in_output_folder=in_output_folder)
+    assert pref.tolist() == [0, 1, 0, 1, 0]
+    # no predicate: nothing is moved out, the order is the samples' own
+    assert keep.keep_order(None, ids, "first", filepaths=paths).tolist() == ids
+    assert keep.preference(None, [], "first").tolist() == []
+
+
+def test_keep_policies_are_validated_and_described():
+    assert keep.validate_keep("first") == ("first", None)
+    assert keep.validate_keep("max:quality") == ("expr", ("quality", "max"))
+    assert keep.validate_keep(("score", "min")) == ("expr", ("score", "min"))
+    assert keep.validate_keep("priority", ["b", "a"]) == ("priority", ["b", "a"])
+    assert keep.describe(("score", "min")) == "min:score"
+    with pytest.raises(ValueError, match="needs priority"):
+        keep.validate_keep("priority")
+    with pytest.raises(ValueError, match="Unknown keep policy"):
+        keep.validate_keep("best")

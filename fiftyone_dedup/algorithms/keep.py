@@ -10,7 +10,8 @@ Policies (``keep=``):
 
 -   ``"first"``: the first in order (the default), except that a file
     inside a duplicates folder of an earlier move (a folder holding move
-    manifests) is kept only when its group has no file outside one
+    manifests: the caller's ``in_output_folder`` says which) is kept only
+    when its group has no file outside one
 -   ``"largest_resolution"``: most pixels (reads image headers for samples
     without ``metadata``)
 -   ``"largest_file"``: the largest file on disk
@@ -89,7 +90,9 @@ def validate_keep(keep, priority=None):
                 f"keep=(field, direction): direction must be 'max' or 'min', got {direction!r}"
             )
         if not isinstance(expr, (str, ViewExpression)):
-            raise ValueError(f"keep=(field, direction): field must be a name or expression, got {expr!r}")
+            raise ValueError(
+                f"keep=(field, direction): field must be a name or expression, got {expr!r}"
+            )
         return ("expr", (expr, direction))
     if isinstance(keep, str):
         if keep in POLICIES:
@@ -138,11 +141,15 @@ def check_field(samples, keep):
     )
     known = f"; numeric fields: {', '.join(usable)}" if usable else ""
     if field is None:
-        raise ValueError(f"no sample field {name!r} in dataset '{samples._root_dataset.name}'{known}")
+        raise ValueError(
+            f"no sample field {name!r} in dataset '{samples._root_dataset.name}'{known}"
+        )
     raise ValueError(f"{keep!r}: field {name!r} is a {type(field).__name__}, not a number{known}")
 
 
-def preference(samples, ids, keep="first", priority=None, filepaths=None):
+def preference(
+    samples, ids, keep="first", priority=None, filepaths=None, in_output_folder=None
+):
     """Preference values of some samples of one collection (lower is kept).
 
     Args:
@@ -151,6 +158,9 @@ def preference(samples, ids, keep="first", priority=None, filepaths=None):
         keep ("first"): the policy
         priority (None): the list for ``"priority"``
         filepaths (None): the samples' filepaths, if already read
+        in_output_folder (None): for ``"first"``, a function of a folder
+            path that says whether it lies in a duplicates folder of an
+            earlier move (files there are kept last); ``None`` for none
 
     Returns:
         a float array aligned with ``ids``; ties are broken by the caller
@@ -162,7 +172,7 @@ def preference(samples, ids, keep="first", priority=None, filepaths=None):
     if filepaths is None:
         filepaths = _values_for(samples, ids, "filepath")
     if kind == "first":
-        return _moved_out_preference(filepaths)
+        return _moved_out_preference(filepaths, in_output_folder)
 
     if kind in ("largest_file", "oldest", "newest"):
         out = np.full(n, _WORST)
@@ -208,17 +218,16 @@ def _values_for(samples, ids, field_or_expr):
     return [lookup.get(i) for i in ids]
 
 
-def _moved_out_preference(filepaths):
+def _moved_out_preference(filepaths, in_output_folder):
     # 1 for files in a duplicates folder (copies moved out earlier), else 0
-    from fiftyone_dedup.engine import folders
-
-    cache = {}
     out = np.zeros(len(filepaths))
+    if in_output_folder is None:
+        return out
     by_folder = {}
     for i, path in enumerate(filepaths):
         by_folder.setdefault(os.path.dirname(path), []).append(i)
     for folder, idx in by_folder.items():
-        if folders.enclosing_output_folder(folder, cache) is not None:
+        if in_output_folder(folder):
             out[idx] = 1.0
     return out
 
@@ -276,7 +285,9 @@ def _priority_preference(samples, filepaths, priority):
     return out
 
 
-def keep_order(samples, ids, keep="first", priority=None, filepaths=None):
+def keep_order(
+    samples, ids, keep="first", priority=None, filepaths=None, in_output_folder=None
+):
     """The keep-priority order of some samples of one collection.
 
     Args:
@@ -285,9 +296,13 @@ def keep_order(samples, ids, keep="first", priority=None, filepaths=None):
         keep ("first"): the policy
         priority (None): the list for ``"priority"``
         filepaths (None): the samples' filepaths, if already read
+        in_output_folder (None): see :func:`preference`
 
     Returns:
         an int array: positions into ``ids``, most wanted first
     """
-    pref = preference(samples, ids, keep, priority=priority, filepaths=filepaths)
+    pref = preference(
+        samples, ids, keep, priority=priority, filepaths=filepaths,
+        in_output_folder=in_output_folder,
+    )
     return np.lexsort((np.arange(len(ids)), pref))

@@ -160,7 +160,9 @@ def _orb(cv2, grey):
     # detection)
     w = grey.shape[1]
     mkps = [
-        cv2.KeyPoint(w - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave)
+        cv2.KeyPoint(
+            w - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave
+        )
         for k in kps
     ]
     mkps, mdesc = orb.compute(np.ascontiguousarray(grey[:, ::-1]), mkps)

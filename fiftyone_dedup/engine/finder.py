@@ -562,11 +562,19 @@ def _item_inliers(keys, a, b, inliers, groups):
 
 
 def _keep_order(parts, items, keep, priority):
+    from fiftyone_dedup.engine import folders
+
+    cache = {}
+
+    def in_output_folder(folder):
+        return folders.enclosing_output_folder(folder, cache) is not None
+
     prefs = []
     for part in parts:
         prefs.append(
             keep_policies.preference(
-                part.samples, part.ids, keep, priority=priority, filepaths=part.paths
+                part.samples, part.ids, keep, priority=priority, filepaths=part.paths,
+                in_output_folder=in_output_folder,
             )
         )
     pref = np.concatenate(prefs) if prefs else np.zeros(0)

@@ -9,7 +9,7 @@ it (for 16-bit substrings at radius 2: 137 of the 65,536). A pair is kept in
 the first substring where it qualifies, so each pair is reported once; the
 result is exactly the brute-force one.
 
-Comparisons are counted exactly before the search (:func:`plan`), so
+Comparisons are counted exactly before the search (:class:`Plan`), so
 clustered codes (dark or blank images share most of their bits, and fill a
 few huge buckets) are left to the brute-force index when the buckets would
 not save work.
@@ -237,6 +237,6 @@ def _join(qt, rt, masks, earlier, radius, threshold, self_join):
 def _kernels():
     """The numba kernels ``(count, kernel, get_num_threads)``; numba is
     imported only here (it costs a fifth of a second)."""
-    from fiftyone_dedup.algorithms import _hamming_kernels as k
+    from fiftyone_dedup.algorithms.search import _mih_kernels as k
 
     return k.count, k.kernel, k.numba.get_num_threads

@@ -1,4 +1,4 @@
-"""The numba kernels of :mod:`fiftyone_dedup.algorithms.hamming` (imported only when
+"""The numba kernels of :mod:`fiftyone_dedup.algorithms.search.mih` (imported only when
 a multi-index search runs; compiled once and cached on disk)."""
 
 import numba

@@ -1,0 +1,159 @@
+"""Verified finds: verification on by default, ``verify="none"`` gives the
+unverified results, each duplicate carries its evidence, the run records
+the settings, and the candidate histogram has both colours (the verifier
+itself: test_verify.py)."""
+
+import json
+import os
+
+import pytest
+
+import helpers
+import verify_sets
+from fiftyone_dedup.algorithms import search
+from fiftyone_dedup.algorithms import verify
+from test_verify import _photos
+
+
+def _folder(tmp_path):
+    """Real photos, a few near-duplicates of them (flip, 90-degree turn,
+    25% crop) and text pages in one layout."""
+    truth = {}
+    photos = _photos()[:4]
+    for k, img in enumerate(photos):
+        truth[verify_sets.write(img, str(tmp_path / f"p{k}"))] = k
+        for kind in ("flip", "rotate90", "crop25"):
+            fn, fmt = verify_sets.TRANSFORMS[kind]
+            truth[verify_sets.write(fn(img), str(tmp_path / f"p{k}_{kind}"), fmt)] = k
+    for i, page in enumerate(verify_sets.text_pages(12)):
+        truth[verify_sets.write(page, str(tmp_path / f"page{i:02d}"))] = f"page{i}"
+    return truth
+
+
+def _dataset(paths, name):
+    import fiftyone as fo
+
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+    ds = fo.Dataset(name)
+    ds.add_samples([fo.Sample(filepath=p) for p in sorted(paths)])
+    return ds
+
+
+def _groups(ds, run_key="dedup"):
+    import fiftyone_dedup as fod
+
+    return [
+        [g["keep"]["filepath"]] + [d["filepath"] for d in g["duplicates"]]
+        for g in fod.get_groups(ds, run_key)
+    ]
+
+
+@pytest.mark.parametrize("encoder, threshold", [("dhash", 10), ("dhash", 24)])
+def test_find_verified_hashes(tmp_path, encoder, threshold):
+    import fiftyone_dedup as fod
+    from fiftyone_dedup.engine import runs
+
+    truth = _folder(tmp_path)
+    ds = _dataset(truth, f"verify-{encoder}-{threshold}")
+    res = fod.find_duplicates(ds, encoder=encoder, threshold=threshold)
+    groups = _groups(ds)
+    # no pair of different pictures
+    for g in groups:
+        assert len({truth[p] for p in g}) == 1, g
+    # the turned and mirrored copies are found (dihedral candidates)
+    together = {frozenset((g[0], d)) for g in groups for d in g[1:]}
+    for p, k in truth.items():
+        if isinstance(k, int) and ("flip" in p or "rotate90" in p):
+            orig = str(tmp_path / f"p{k}.jpg")
+            assert frozenset((orig, p)) in together, p
+    # evidence per duplicate, settings on the run
+    inl = runs.output_field("dedup", runs.VERIFY_SUFFIX)
+    dups = ds.match({"dedup_role": "duplicate"})
+    assert len(dups) > 0
+    assert min(dups.values(inl)) >= verify.MIN_INLIERS
+    cfg = ds.get_run_info("dedup").config
+    assert cfg.verify == "orb"
+    assert cfg.verify_settings["candidates_per_sample"] > 0
+    assert res.summary["num_candidates"] >= res.summary["num_verified"] > 0
+    hist = res.histogram
+    assert sum(hist["verified"]) + hist["verified_beyond"] == res.summary["num_verified"]
+    assert sum(hist["rejected"]) + hist["rejected_beyond"] > 0
+    assert [v + r for v, r in zip(hist["verified"], hist["rejected"])] == hist["counts"]
+
+
+def test_verify_none_is_the_unverified_search(tmp_path):
+    import fiftyone_dedup as fod
+
+    truth = _folder(tmp_path)
+    ds = _dataset(truth, "verify-none")
+    fod.find_duplicates(ds, encoder="dhash", threshold=24, verify="none", run_key="plain")
+    plain = _groups(ds, "plain")
+    # at 24 bits the text pages are called duplicates of each other
+    assert any(len({truth[p] for p in g}) > 1 for g in plain)
+    assert ds.get_run_info("plain").config.verify == "none"
+    assert "plain_inliers" not in ds.get_field_schema()
+    # the same search through the search module, unverified
+    from fiftyone_dedup.algorithms import grouping
+    from fiftyone_dedup.algorithms import hashing
+
+    files, hashes = ds.values(["filepath", "dhash"])
+    codes = hashing.hex_to_codes(hashes)
+    uniq, keys = search.unique_rows(codes)
+    a, b, d = search.hamming_pairs(uniq, 24)
+    g = grouping.star_groups(keys, a, b, d)
+    expected = sorted(
+        sorted(files[k] for k in [kept] + list(dups)) for kept, dups, _ in g.members()
+    )
+    assert sorted(sorted(x) for x in plain) == expected
+
+
+def test_find_cross_verified(tmp_path):
+    import fiftyone_dedup as fod
+
+    truth = _folder(tmp_path)
+    originals = [
+        p for p, k in truth.items() if isinstance(k, int) and "_" not in os.path.basename(p)
+    ]
+    others = [p for p in truth if p not in originals]
+    ref = _dataset(originals, "verify-ref")
+    query = _dataset(others, "verify-query")
+    fod.find_cross_duplicates(query, ref, encoder="dhash", threshold=10)
+    ids, paths, kept = query.values(["id", "filepath", "dedup_kept_filepath"])
+    found = {p: k for p, k in zip(paths, kept) if k}
+    for p, k in found.items():
+        assert truth[p] == truth[k]
+    # every turned/mirrored copy finds its original; no text page matches
+    for p in others:
+        if "flip" in p or "rotate90" in p:
+            assert p in found, p
+        if "page" in p:
+            assert p not in found
+
+
+def test_cli_verify_flag_and_histogram(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    truth = _folder(folder)
+    report = tmp_path / "r.json"
+    png = tmp_path / "h.png"
+    out = helpers.run_cli(
+        "-d", str(folder), "--no_data_dir", "--no_annot", "--dry_run", "--encoder", "DHash",
+        "--threshold", "16", "--report", str(report), "--histogram", str(png), "--quiet",
+    )
+    assert out.returncode == 0, out.stderr
+    rep = json.load(open(report))
+    assert rep["verify"] == "orb"
+    for g in rep["groups"]:
+        assert len({truth[p] for p in [g["keep"]] + g["duplicates"]}) == 1
+        assert all(d["inliers"] >= verify.MIN_INLIERS for d in g["details"])
+    assert png.exists() and png.stat().st_size > 0
+    out = helpers.run_cli(
+        "-d", str(folder), "--no_data_dir", "--no_annot", "--dry_run", "--encoder", "DHash",
+        "--threshold", "16", "--report", str(report), "--verify", "none", "--quiet",
+        "--dataset", "verify-cli-none",
+    )
+    assert out.returncode == 0, out.stderr
+    rep = json.load(open(report))
+    assert rep["verify"] == "none"
+    assert all("inliers" not in d for g in rep["groups"] for d in g["details"])
