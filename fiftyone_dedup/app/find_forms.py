@@ -140,18 +140,18 @@ def keep_input(ctx, inputs, view):
 
 def verify_input(inputs):
     """Whether candidate pairs are verified by local features."""
-    choices = types.RadioGroup()
-    choices.add_choice(
-        "orb", label="Verify",
-        description="Only pairs whose local features fit one transform (the same picture or scene)",
-    )
-    choices.add_choice(
-        "none", label="Off", description="Every pair within the threshold (faster)",
+    view = forms.choices(
+        types.RadioGroup(),
+        (
+            "orb", "Verify",
+            "Only pairs whose local features fit one transform (the same picture or scene)",
+        ),
+        ("none", "Off", "Every pair within the threshold (faster)"),
     )
     inputs.enum(
-        "verify", choices.values(), default="orb", label="Verification",
+        "verify", view.values(), default="orb", label="Verification",
         description="Check each candidate pair before calling it a duplicate",
-        view=choices,
+        view=view,
     )
 
 
@@ -165,28 +165,20 @@ def grouping_inputs(ctx, inputs, spec):
     )
     if not ctx.params.get("advanced", False):
         return
-    methods = types.DropdownView()
-    methods.add_choice(
-        "near", label="Near matches",
-        description="A kept sample and the near matches assigned to it (safest)",
-    )
-    methods.add_choice(
-        "components", label="Chains",
-        description="Whole chains of near matches, split by the guard",
-    )
-    methods.add_choice(
-        "dbscan", label="DBSCAN",
-        description="scikit-learn DBSCAN, eps from the threshold, split by the guard",
+    methods = forms.choices(
+        types.DropdownView(),
+        ("near", "Near matches", "A kept sample and the near matches assigned to it (safest)"),
+        ("components", "Chains", "Whole chains of near matches, split by the guard"),
+        ("dbscan", "DBSCAN", "scikit-learn DBSCAN, eps from the threshold, split by the guard"),
     )
     inputs.enum("grouping", methods.values(), default="near", label="Grouping", view=methods)
-    guards = types.DropdownView()
-    guards.add_choice(
-        "kept", label="Near the kept sample",
-        description="Every duplicate within the threshold of its kept sample",
-    )
-    guards.add_choice(
-        "complete", label="Near every member",
-        description="Every two members of a group within the threshold (strictest)",
+    guards = forms.choices(
+        types.DropdownView(),
+        ("kept", "Near the kept sample", "Every duplicate within the threshold of its kept sample"),
+        (
+            "complete", "Near every member",
+            "Every two members of a group within the threshold (strictest)",
+        ),
     )
     inputs.enum("guard", guards.values(), default="kept", label="Chain guard", view=guards)
     if ctx.params.get("grouping") == "dbscan":
@@ -194,11 +186,13 @@ def grouping_inputs(ctx, inputs, spec):
             "min_samples", default=1, min=1, label="DBSCAN min_samples",
             description="1 groups every near match (the seed's notebook)",
         )
-    inv = types.DropdownView()
-    inv.add_choice("none", label="None")
-    inv.add_choice("flip", label="Mirrored copies")
-    inv.add_choice("rotation", label="Rotated copies (90/180/270)")
-    inv.add_choice("dihedral", label="Mirrored and rotated copies")
+    inv = forms.choices(
+        types.DropdownView(),
+        ("none", "None"),
+        ("flip", "Mirrored copies"),
+        ("rotation", "Rotated copies (90/180/270)"),
+        ("dihedral", "Mirrored and rotated copies"),
+    )
     inputs.enum(
         "invariance", inv.values(), default="none", label="Also match",
         description=f"Costs extra {spec.work} and search per flipped/rotated version",

@@ -79,6 +79,18 @@ def _result_notes(summary, shown):
     ]
 
 
+def _run_find(operator, sample_collection, params, delegate):
+    """Runs a find operator from Python.
+
+    Returns:
+        the run's summary dict, or the ``ExecutionResult`` of a scheduled run
+    """
+    result = operator.run(sample_collection, params, delegate)
+    if delegate:
+        return result
+    return core.load_run(sample_collection, params["run_key"]).summary
+
+
 class FindDuplicates(base.RunOperator):
     """Finds near-duplicates, keeps one per group and tags the others."""
 
@@ -160,10 +172,7 @@ class FindDuplicates(base.RunOperator):
             params["priority"] = list(priority)
         if spec.uses_model:
             params["model"] = model or models.DEFAULT_MODEL
-        result = self.run(sample_collection, params, delegate)
-        if delegate:
-            return result
-        return core.load_run(sample_collection, run_key).summary
+        return _run_find(self, sample_collection, params, delegate)
 
     def form(self, ctx, inputs):
         view = forms.target_inputs(ctx, inputs, "search")
@@ -284,10 +293,7 @@ class FindCrossDuplicates(base.RunOperator):
             threshold=spec.default_threshold if threshold is None else threshold,
             run_key=run_key, write_reference=write_reference, open_view=False,
         )
-        result = self.run(sample_collection, params, delegate)
-        if delegate:
-            return result
-        return core.load_run(sample_collection, run_key).summary
+        return _run_find(self, sample_collection, params, delegate)
 
     def form(self, ctx, inputs):
         view = forms.target_inputs(ctx, inputs, "search")
@@ -311,17 +317,14 @@ class FindCrossDuplicates(base.RunOperator):
             forms.mark_invalid(prop, "There are no other datasets")
         elif missing:
             forms.mark_invalid(prop, f"Unknown dataset(s): {', '.join(missing)}")
-        modes = types.RadioGroup()
-        modes.add_choice(
-            "query", label="Against them (query vs reference)",
-            description=(
-                "Only pairs between this target and the others: which of "
-                "these images are already there; the others always keep"
+        modes = forms.choices(
+            types.RadioGroup(),
+            (
+                "query", "Against them (query vs reference)",
+                "Only pairs between this target and the others: which of these images "
+                "are already there; the others always keep",
             ),
-        )
-        modes.add_choice(
-            "union", label="Within and across all",
-            description="Duplicates anywhere in this target and the others",
+            ("union", "Within and across all", "Duplicates anywhere in this target and the others"),
         )
         inputs.enum("mode", modes.values(), default="query", label="Search", view=modes)
         spec = forms.encoder_inputs(ctx, inputs)

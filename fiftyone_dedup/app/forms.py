@@ -38,6 +38,21 @@ def mark_invalid(prop, message):
     prop.error_message = message
 
 
+def choices(view, *items):
+    """Adds choices to a choice view (``types.RadioGroup``, ``DropdownView``).
+
+    Args:
+        view: the view
+        *items: ``(value, label)`` or ``(value, label, description)`` tuples
+
+    Returns:
+        the view
+    """
+    for value, label, *description in items:
+        view.add_choice(value, label=label, description=description[0] if description else None)
+    return view
+
+
 def check_options(inputs, validate, kwargs, keys=None):
     """Shows each bad option on the form field that sets it.
 
@@ -121,11 +136,13 @@ def target_inputs(ctx, inputs, what):
 def executor_inputs(ctx, inputs):
     """Where the run's heavy steps run: here, or a Ray cluster (for
     scheduled runs on large datasets)."""
-    choices = types.RadioGroup()
-    choices.add_choice("local", label="This machine")
-    choices.add_choice("ray", label="Ray cluster (pip install fiftyone-dedup[ray])")
+    view = choices(
+        types.RadioGroup(),
+        ("local", "This machine"),
+        ("ray", "Ray cluster (pip install fiftyone-dedup[ray])"),
+    )
     inputs.enum(
-        "executor", choices.values(), default="local", label="Run on", view=choices,
+        "executor", view.values(), default="local", label="Run on", view=view,
         description="A Ray cluster gives the same results; its workers must "
         "see the images and this database",
     )

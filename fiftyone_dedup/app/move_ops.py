@@ -209,21 +209,18 @@ class MoveDuplicates(base.RunOperator):
                 "moves there under its dataset folder's name, at the same "
                 "relative path; a manifest there lets you undo the move",
             )
-            labels = types.RadioGroup()
-            labels.add_choice(
-                "keep", label="Keep labels", description="The annotations travel with the images",
-            )
-            labels.add_choice(
-                "drop", label="Drop labels",
-                description="Images only; the moved samples lose their labels",
+            labels = forms.choices(
+                types.RadioGroup(),
+                ("keep", "Keep labels", "The annotations travel with the images"),
+                ("drop", "Drop labels", "Images only; the moved samples lose their labels"),
             )
             inputs.enum("labels", labels.values(), default="keep", label="Labels", view=labels)
-            samples = types.RadioGroup()
-            samples.add_choice(
-                "keep", label="Keep and tag them", description="With their new filepath and a tag",
+            samples = forms.choices(
+                types.RadioGroup(),
+                ("keep", "Keep and tag them", "With their new filepath and a tag"),
+                ("delete", "Delete them from the dataset"),
+                ("dataset", "Move them to '<dataset>-duplicates'"),
             )
-            samples.add_choice("delete", label="Delete them from the dataset")
-            samples.add_choice("dataset", label="Move them to '<dataset>-duplicates'")
             inputs.enum(
                 "on_samples", samples.values(), default="keep", label="Moved samples", view=samples,
             )

@@ -12,6 +12,7 @@ import fiftyone.operators.types as types
 from fiftyone import ViewField as F
 
 from fiftyone_dedup.algorithms import encoders
+from fiftyone_dedup.app import forms
 from fiftyone_dedup.engine import core
 from fiftyone_dedup.engine import decisions
 from fiftyone_dedup.engine import review
@@ -75,10 +76,8 @@ def _in_bin(score, lo, hi, last):
 
 
 def _newest_run(dataset):
-    keys = core.list_runs(dataset)
-    if not keys:
-        return None
-    return max(keys, key=lambda k: dataset.get_run_info(k).timestamp.timestamp())
+    keys = forms.runs_newest_first(dataset)
+    return keys[0] if keys else None
 
 
 class ReviewPanel(foo.Panel):

@@ -17,6 +17,13 @@ from fiftyone_dedup.engine import core
 logger = logging.getLogger(__name__)
 
 
+def _config(name, label, description):
+    # quick operators: a form, then one inline step on the whole dataset
+    return foo.OperatorConfig(
+        name=name, label=label, description=description, dynamic=True, view_target=False,
+    )
+
+
 def show_groups(ctx, view, run_key):
     """Sets the App's view to ``view`` and shows the run's group, role and
     score on the grid's tiles.
@@ -35,15 +42,10 @@ class ShowDistanceHistogram(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="show_distance_histogram",
-            label="Dedup: plot match distances",
-            description=(
-                "A histogram of the distances of matched pairs near the "
-                "threshold, to help choose a threshold"
-            ),
-            dynamic=True,
-            view_target=False,
+        return _config(
+            "show_distance_histogram", "Dedup: plot match distances",
+            "A histogram of the distances of matched pairs near the "
+            "threshold, to help choose a threshold",
         )
 
     def resolve_input(self, ctx):
@@ -81,15 +83,10 @@ class ShowDuplicates(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="show_duplicates",
-            label="Dedup: show duplicate groups",
-            description=(
-                "Show the groups of a duplicates run (also of a scheduled "
-                "run that has finished)"
-            ),
-            dynamic=True,
-            view_target=False,
+        return _config(
+            "show_duplicates", "Dedup: show duplicate groups",
+            "Show the groups of a duplicates run (also of a scheduled "
+            "run that has finished)",
         )
 
     def resolve_input(self, ctx):
@@ -128,15 +125,10 @@ class ClearDuplicates(foo.Operator):
 
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="clear_duplicates",
-            label="Dedup: clear results",
-            description=(
-                "Delete a duplicates run and the fields and tags it wrote "
-                "(images and encodings are untouched)"
-            ),
-            dynamic=True,
-            view_target=False,
+        return _config(
+            "clear_duplicates", "Dedup: clear results",
+            "Delete a duplicates run and the fields and tags it wrote "
+            "(images and encodings are untouched)",
         )
 
     def __call__(self, sample_collection, run_key=core.DEFAULT_RUN_KEY):
