@@ -1,7 +1,7 @@
 """App-side pieces shared by the operators: how runs are offered, and the
 dialog that says what a run found.
 
-Knows nothing of the engine; :mod:`fiftyone_dedup.app.operators` fills these in.
+Knows nothing of the engine; the operators fill these in.
 """
 
 import logging
@@ -87,6 +87,53 @@ def result_dialog(ctx, title, rows, notes=(), buttons=()):
         )
     schema = types.Property(outputs, view=types.View(label=title))
     return ctx.ops.show_output(schema.to_json(), results)
+
+
+def rows(labels, values):
+    """The ``(key, label, value)`` rows of :func:`result_dialog`.
+
+    Args:
+        labels: ``key -> label``, in the order shown
+        values: ``key -> value``
+
+    Returns:
+        a list of triples
+    """
+    return [(key, label, values.get(key)) for key, label in labels.items()]
+
+
+def output_schema(labels, title):
+    """The output schema of an operator whose result holds ``labels``' keys.
+
+    Args:
+        labels: ``key -> label``
+        title: the schema's label
+
+    Returns:
+        a ``types.Property``
+    """
+    outputs = types.Object()
+    for key, label in labels.items():
+        outputs.str(key, label=label)
+    return types.Property(outputs, view=types.View(label=title))
+
+
+def summary_text(summary):
+    """A duplicates run's summary in one line, for notifications.
+
+    Args:
+        summary: the run's summary dict
+
+    Returns:
+        a string
+    """
+    text = (
+        f"{summary['num_duplicates']} duplicate(s) in {summary['num_groups']} "
+        f"group(s) among {summary['num_samples']} sample(s)"
+    )
+    if summary.get("num_failed"):
+        text += f"; {summary['num_failed']} image(s) could not be read"
+    return text
 
 
 def failures_note(failures, total_failed=None):

@@ -11,6 +11,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 from fiftyone import ViewField as F
 
+from fiftyone_dedup.algorithms import encoders
+from fiftyone_dedup.app import forms
 from fiftyone_dedup.engine import core
 from fiftyone_dedup.engine import decisions
 from fiftyone_dedup.engine import review
@@ -74,10 +76,8 @@ def _in_bin(score, lo, hi, last):
 
 
 def _newest_run(dataset):
-    keys = core.list_runs(dataset)
-    if not keys:
-        return None
-    return max(keys, key=lambda k: dataset.get_run_info(k).timestamp.timestamp())
+    keys = forms.runs_newest_first(dataset)
+    return keys[0] if keys else None
 
 
 class ReviewPanel(foo.Panel):
@@ -216,7 +216,9 @@ class ReviewPanel(foo.Panel):
 
     def decide_all(self, ctx):
         p = ctx.params
-        self._apply(ctx, decisions.decide_all, f"All groups {p['decision']}ed", decision=p["decision"])
+        self._apply(
+            ctx, decisions.decide_all, f"All groups {p['decision']}ed", decision=p["decision"],
+        )
 
     def on_threshold(self, ctx):
         ctx.panel.state.threshold = ctx.params.get("value")
@@ -237,8 +239,11 @@ class ReviewPanel(foo.Panel):
         # so the App's syncing of the input cannot overwrite the choice
         panel.float(
             "threshold_slider", default=t, min=lo, max=hi,
-            label="Minimum similarity" if cosine else "Threshold (bits)",
-            description="Stricter than the run's: regroups from the recorded scores, nothing is recomputed",
+            label=encoders.get_encoder(config.encoder).threshold_label,
+            description=(
+                "Stricter than the run's: regroups from the recorded scores, "
+                "nothing is recomputed"
+            ),
             view=types.SliderView(step=0.01 if cosine else 1),
             on_change=self.on_threshold,
         )
@@ -325,8 +330,11 @@ class ReviewPanel(foo.Panel):
                 _image(left, f"kept_img_{j}", kept["filepath"])
             else:  # cross-dataset: the kept sample is in another dataset
                 other = d.get("kept_filepath")
-                left.md(f"**Kept** (in `{d.get('kept_dataset')}`): `{os.path.basename(other or '?')}`",
-                        name=f"kept_name_{j}")
+                left.md(
+                    f"**Kept** (in `{d.get('kept_dataset')}`): "
+                    f"`{os.path.basename(other or '?')}`",
+                    name=f"kept_name_{j}",
+                )
                 if other:
                     _image(left, f"kept_img_{j}", other)
             right = pair.v_stack(f"dup_side_{j}", gap=1, componentsProps=_HALF)
