@@ -609,7 +609,9 @@ def markdown(res):
                 continue
             r, o = s[other], s[mine]
             if "error" in r or "ratio" not in r:
-                lines.append(f"| {head}: {label} | {r.get('error', '-')} | {_secs(o)}, {_mb(o)} | - |")
+                lines.append(
+                    f"| {head}: {label} | {r.get('error', '-')} | {_secs(o)}, {_mb(o)} | - |"
+                )
                 continue
             same = "same pairs" if r["same_pairs"] else (
                 f"pairs differ: {r['pairs_only_ours']} ours only, "
@@ -656,7 +658,8 @@ def markdown_sweep(q):
     lines = ["| CNN threshold | precision | recall | F1 | lost photos |", "|---|---|---|---|---|"]
     for t, r in q["cnn_sweep"].items():
         lines.append(
-            f"| {t} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['lost_photos']} |"
+            f"| {t} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} "
+            f"| {r['lost_photos']} |"
         )
     return "\n".join(lines)
 

@@ -148,7 +148,8 @@ def markdown(res):
         "| measure | anchor | fiftyone_dedup | ratio |",
         "|---|---|---|---|",
         f"| query vs reference, {a['query']:,} queries x {a['reference']:,} reference hashes "
-        f"| imagededup on the union: {a['imagededup_union_s']:.1f} s | {a['ours_query_vs_reference_s']:.3f} s "
+        f"| imagededup on the union: {a['imagededup_union_s']:.1f} s "
+        f"| {a['ours_query_vs_reference_s']:.3f} s "
         f"| **{a['ratio']:.0f}x** (same cross pairs: {a['same_cross_pairs']}) |",
     ]
     grid = res["scaling"]["grid"]
@@ -168,7 +169,8 @@ def markdown(res):
                 f"| {label} invariance `{name}`, {inv['images']} full-HD JPEGs | invariance off: "
                 f"{inv['none']['encode_s']:.1f} s encode, {inv['none']['search_s']:.3f} s search "
                 f"| {inv[name]['encode_s']:.1f} s, {inv[name]['search_s']:.3f} s "
-                f"| encode {inv[name]['encode_ratio']:.2f}x, search {inv[name]['search_ratio']:.1f}x |"
+                f"| encode {inv[name]['encode_ratio']:.2f}x, "
+                f"search {inv[name]['search_ratio']:.1f}x |"
             )
     return "\n".join(lines)
 

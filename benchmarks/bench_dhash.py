@@ -193,7 +193,10 @@ t = time.perf_counter()
 i, j, d = search.hamming_pairs(codes, {threshold}, method={method!r})
 t_search = time.perf_counter() - t
 uniq, keys = search.unique_rows(codes)
-a, b, s = search.hamming_pairs(uniq, {threshold}, method={method!r}) if len(uniq) < len(codes) else (i, j, d)
+if len(uniq) < len(codes):
+    a, b, s = search.hamming_pairs(uniq, {threshold}, method={method!r})
+else:
+    a, b, s = i, j, d
 g = grouping.star_groups(keys, a, b, s)
 t_all = time.perf_counter() - t
 peak = hwm()
@@ -264,7 +267,9 @@ def bench_quality(photos, work, threshold=10):
     }
     theirs["lost_photos"] = datasets.lost_photos(set(truth["files"]) - to_remove, truth)
     theirs["removed"] = len(to_remove)
-    return {"images": len(truth["files"]), "threshold": threshold, "ours": ours, "imagededup": theirs}
+    return {
+        "images": len(truth["files"]), "threshold": threshold, "ours": ours, "imagededup": theirs,
+    }
 
 
 def markdown(res):
@@ -278,7 +283,8 @@ def markdown(res):
         f"{e['ours_exact_img_per_s']:.1f} img/s | {e['ratio_exact']:.1f}x |",
         f"| end-to-end find (encode + search + group + write) | {f['imagededup_s']:.1f} s | "
         f"{f['ours_s']:.1f} s | **{f['ratio']:.1f}x** |",
-        f"| hash search, {s['hashes']} hashes, threshold {s['threshold']} | {s['imagededup_s']:.2f} s | "
+        f"| hash search, {s['hashes']} hashes, threshold {s['threshold']} "
+        f"| {s['imagededup_s']:.2f} s | "
         f"{s['ours_search_s']:.3f} s | **{s['ratio']:.0f}x** (same pairs: {s['same_pairs']}) |",
     ]
     if "search_1m" in res:

@@ -91,8 +91,10 @@ def _inner(work, args):
     from fiftyone_dedup.algorithms import search
 
     ray.init(address=f"127.0.0.1:{PORT}", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"],
-                                       "FIFTYONE_DATABASE_URI": os.environ["FIFTYONE_DATABASE_URI"]}})
+             runtime_env={"env_vars": {
+                 "PYTHONPATH": os.environ["PYTHONPATH"],
+                 "FIFTYONE_DATABASE_URI": os.environ["FIFTYONE_DATABASE_URI"],
+             }})
     distributed.CHUNK_SIZE = args.chunk  # enough chunks to spread a small set
     paths = datasets.photo_paths(args.photos)
     paths = (paths * args.copies)[: args.n_images or None]
@@ -191,7 +193,9 @@ def table(out):
         kind, where = key.split("/")
         lines.append(f"| {kind} | {where} | {r['seconds']} | {r['images_per_s_per_cpu']} | "
                      f"{r.get('overhead_per_cpu', 1.0)} | {r['bytes_per_image']} |")
-    lines += ["", "| search | codes | tile | tiles | local s | Ray 2 nodes s | Ray s/tile/CPU | equal |",
+    lines += ["",
+              "| search | codes | tile | tiles | local s | Ray 2 nodes s "
+              "| Ray s/tile/CPU | equal |",
               "|---|---|---|---|---|---|---|---|"]
     for name, r in out["search"].items():
         lines.append(f"| {name} | {r['codes']} | {r['tile']} | {r['tiles']} | {r['local_s']} | "

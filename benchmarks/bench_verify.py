@@ -113,7 +113,9 @@ def build_hard(folder, n, natural):
 
 
 def rep_files(folders):
-    return [p for f in folders for p in glob.glob(os.path.join(f, "*")) if p[-4:] in (".jpg", ".png")]
+    return [
+        p for f in folders for p in glob.glob(os.path.join(f, "*")) if p[-4:] in (".jpg", ".png")
+    ]
 
 
 def run_cli(folders, extra, report, dataset):
@@ -150,7 +152,9 @@ def metrics(groups, truth, hard):
     # each hard negative is a photo of its own
     t = {
         "files": list(truth) + list(hard),
-        "source": {**{p: f"photo:{k}" for p, (k, _) in truth.items()}, **{p: f"hard:{p}" for p in hard}},
+        "source": {
+            **{p: f"photo:{k}" for p, (k, _) in truth.items()}, **{p: f"hard:{p}" for p in hard},
+        },
         "transform": {**{p: kind for p, (_, kind) in truth.items()}, **{p: None for p in hard}},
     }
     m = datasets.pair_metrics(groups, t)
@@ -174,7 +178,10 @@ def imagededup_runs(folders, truth, hard, cnn_dataset):
         from imagededup.methods import DHash
     except ImportError as e:  # pragma: no cover
         return {"error": f"imagededup not installed: {e}"}
-    paths = [p for f in folders for p in sorted(glob.glob(os.path.join(f, "*"))) if p[-4:] in (".jpg", ".png")]
+    paths = [
+        p for f in folders for p in sorted(glob.glob(os.path.join(f, "*")))
+        if p[-4:] in (".jpg", ".png")
+    ]
     t = time.perf_counter()
     enc = DHash(verbose=False)
     encodings = {p: enc.encode_image(image_file=p) for p in paths}
@@ -206,7 +213,13 @@ def _groups_from_map(dup, paths):
     import imagededup.utils.general_utils as gu
 
     names = {os.path.basename(p): p for p in paths}
-    full = {names.get(k, k): [names.get(v if isinstance(v, str) else v[0], v if isinstance(v, str) else v[0]) for v in vs] for k, vs in dup.items()}
+    full = {
+        names.get(k, k): [
+            names.get(v if isinstance(v, str) else v[0], v if isinstance(v, str) else v[0])
+            for v in vs
+        ]
+        for k, vs in dup.items()
+    }
     removed = set(gu.get_files_to_remove(full))
     groups = {}
     for k, vs in full.items():
@@ -232,7 +245,9 @@ def linear(work, sizes):
                 verify_sets.write(page, os.path.join(folder, f"page{i:04d}"))
         dataset = f"bench-verify-pages-{n}"
         print(f"linear: {n} pages ...", flush=True)
-        seconds, cpu, rep = run_cli([folder], ["--dataset", dataset], os.path.join(work, dataset + ".json"), dataset)
+        seconds, cpu, rep = run_cli(
+            [folder], ["--dataset", dataset], os.path.join(work, dataset + ".json"), dataset
+        )
         _drop_dataset(dataset)
         out[str(n)] = {
             "seconds": seconds, "cpu_seconds": cpu,
@@ -296,14 +311,18 @@ def main():
             m = metrics(groups, set_truth, hard_set)
             m["seconds"] = seconds
             m["cpu_seconds"] = cpu
-            m["candidates_per_image"] = rep["summary"].get("num_candidates", 0) / max(1, len(rep_files(folders)))
+            m["candidates_per_image"] = (
+                rep["summary"].get("num_candidates", 0) / max(1, len(rep_files(folders)))
+            )
             m["summary"] = {k: v for k, v in rep["summary"].items() if k != "datasets"}
             out[name] = m
             print(f"  P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
                   f"lost {m['lost_photos']} {seconds:.1f}s", flush=True)
         for enc in ("cnn", "dhash"):
             if enc in out and f"{enc}-noverify" in out:
-                out[f"{enc}_verify_cost_ratio"] = out[enc]["seconds"] / out[f"{enc}-noverify"]["seconds"]
+                out[f"{enc}_verify_cost_ratio"] = (
+                    out[enc]["seconds"] / out[f"{enc}-noverify"]["seconds"]
+                )
                 if "cpu_seconds" in out[enc] and "cpu_seconds" in out[f"{enc}-noverify"]:
                     out[f"{enc}_verify_cpu_ratio"] = (
                         out[enc]["cpu_seconds"] / out[f"{enc}-noverify"]["cpu_seconds"]
@@ -323,12 +342,15 @@ def main():
 def markdown(res):
     """The README tables of a result."""
     lines = []
-    for set_name, title in (("natural", "natural photos"), ("hard", "natural photos + hard negatives")):
+    for set_name, title in (
+        ("natural", "natural photos"), ("hard", "natural photos + hard negatives"),
+    ):
         out = res.get(set_name) or {}
         lines += [
             f"\n{title}: " + (
                 f"{res['natural_images']} images ({res['photos']} photos x "
-                f"{len(res['kinds']) + 1})" + (f" + {res['hard_negatives']} hard negatives" if set_name == "hard" else "")
+                f"{len(res['kinds']) + 1})"
+                + (f" + {res['hard_negatives']} hard negatives" if set_name == "hard" else "")
             ),
             "",
             "| run | precision | recall | F1 | lost photos | seconds | CPU seconds |",
@@ -338,7 +360,13 @@ def markdown(res):
         idd = out.get("imagededup") or {}
         for k in ("dhash", "cnn"):
             if k in idd:
-                rows.append((f"imagededup {k}" + (" (search only)" if k == "cnn" else ""), dict(idd[k], seconds=idd.get(f"{k}_seconds", idd.get(f"{k}_search_seconds")))))
+                rows.append((
+                    f"imagededup {k}" + (" (search only)" if k == "cnn" else ""),
+                    dict(
+                        idd[k],
+                        seconds=idd.get(f"{k}_seconds", idd.get(f"{k}_search_seconds")),
+                    ),
+                ))
         for n, m in rows:
             lines.append(
                 f"| {n} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
@@ -355,16 +383,28 @@ def markdown(res):
                 )
     lin = res.get("linear") or {}
     if lin:
-        lines += ["", "| pages of text (one layout) | seconds | CPU ms per image | candidates per image | duplicates |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| pages of text (one layout) | seconds | CPU ms per image "
+            "| candidates per image | duplicates |",
+            "|---|---|---|---|---|",
+        ]
         for n, r in lin.items():
-            lines.append(f"| {n} | {r['seconds']:.1f} | {r['cpu_ms_per_image']:.0f} | {r['candidates_per_image']:.1f} | {r['duplicates']} |")
+            lines.append(
+                f"| {n} | {r['seconds']:.1f} | {r['cpu_ms_per_image']:.0f} "
+                f"| {r['candidates_per_image']:.1f} | {r['duplicates']} |"
+            )
     nat = res.get("natural") or {}
     kinds = res.get("kinds") or []
     if nat:
         names = [n for n, _ in CONFIGS if n in nat]
         lines += ["", "| kind | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for k in kinds:
-            lines.append(f"| {k} | " + " | ".join(f"{nat[n]['recall_per_kind'].get(k, 0):.2f}" for n in names) + " |")
+            lines.append(
+                f"| {k} | "
+                + " | ".join(f"{nat[n]['recall_per_kind'].get(k, 0):.2f}" for n in names)
+                + " |"
+            )
     return "\n".join(lines)
 
 

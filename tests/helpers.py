@@ -212,11 +212,15 @@ def _png_header_only(path, width, height):
     import zlib
 
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+        f.write(
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+        )
     return path
 
 
@@ -300,7 +304,9 @@ def write_corpus(directory, outside):
     os.symlink(loop_b, loop_a)
     os.symlink(loop_a, loop_b)
     bad[loop_b] = "symbolic links"
-    os.symlink(os.path.join(outside, "missing.jpg"), add_bad("broken_link.jpg", "broken symbolic link"))
+    os.symlink(
+        os.path.join(outside, "missing.jpg"), add_bad("broken_link.jpg", "broken symbolic link")
+    )
     unnamed = os.fsencode(directory) + b"/bad_name_\xff\xfe.jpg"
     with open(unnamed, "wb") as f:
         f.write(jpg.getvalue())

@@ -44,7 +44,8 @@ def make_raw(directory, num_originals=4, num_copies=2):
         out.append((helpers.save(img, os.path.join(directory, f"p{i}.jpg")), f"c{i}", False))
         if i < num_copies:
             copy = helpers.jpeg(img, quality=70)
-            out.append((helpers.save(copy, os.path.join(directory, "sub", f"p{i}_copy.jpg")), f"c{i}", True))
+            copy_path = helpers.save(copy, os.path.join(directory, "sub", f"p{i}_copy.jpg"))
+            out.append((copy_path, f"c{i}", True))
     return out
 
 
@@ -71,7 +72,9 @@ def make_labeled_folder(directory, layout, num_originals=4, num_copies=2):
         if kind == "classification":
             gt = fo.Classification(label=label)
         else:
-            gt = fo.Detections(detections=[fo.Detection(label=label, bounding_box=[0.1, 0.2, 0.5, 0.4])])
+            gt = fo.Detections(
+                detections=[fo.Detection(label=label, bounding_box=[0.1, 0.2, 0.5, 0.4])]
+            )
         samples.append(fo.Sample(filepath=path, ground_truth=gt))
     ds.add_samples(samples)
     kwargs = {}

@@ -77,6 +77,9 @@ def other_filesystem_dir(tmp_path):
     the returned context); ``/dev/shm`` is used otherwise.
     """
     shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK) and os.stat(shm).st_dev != os.stat(tmp_path).st_dev:
+    if (
+        os.path.isdir(shm) and os.access(shm, os.W_OK)
+        and os.stat(shm).st_dev != os.stat(tmp_path).st_dev
+    ):
         return tempfile.mkdtemp(prefix="fod-otherfs-", dir=shm)
     return None

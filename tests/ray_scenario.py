@@ -53,8 +53,8 @@ import numpy as np  # noqa: E402
 
 import helpers  # noqa: E402
 import fiftyone_dedup as fod  # noqa: E402
-from fiftyone_dedup.engine import core
-from fiftyone_dedup.engine import distributed
+from fiftyone_dedup.engine import core  # noqa: E402
+from fiftyone_dedup.engine import distributed  # noqa: E402
 from fiftyone_dedup.algorithms import search  # noqa: E402
 
 distributed.CHUNK_SIZE = 4  # many chunks and tiles on a small set
@@ -247,7 +247,8 @@ def main():
 
         # across datasets: query (the copies) against reference (originals)
         n_orig = len(made["originals"])
-        ql, rl_ = dataset(f"q-local-{encoder}", copies), dataset(f"r-local-{encoder}", paths[:n_orig])
+        ql = dataset(f"q-local-{encoder}", copies)
+        rl_ = dataset(f"r-local-{encoder}", paths[:n_orig])
         qr, rr_ = dataset(f"q-ray-{encoder}", copies), dataset(f"r-ray-{encoder}", paths[:n_orig])
         xl = fod.find_cross_duplicates(ql, rl_, encoder=encoder)
         xr = fod.find_cross_duplicates(qr, rr_, encoder=encoder, executor="ray")

@@ -386,7 +386,8 @@ def test_a_database_volume_keeps_the_dataset_closed_cleanly(podman_env, image, t
     db = ["-v", f"{volume}:/home/fiftyone-dedup/.fiftyone"]
     try:
         _run(
-            ["podman", "run", "--rm", "--network", "none", *db, "-v", f"{tmp_path / 'images'}:/data",
+            ["podman", "run", "--rm", "--network", "none", *db,
+             "-v", f"{tmp_path / 'images'}:/data",
              image, "-d", "/data", "--no_data_dir", "--no_annot", "--encoder", "DHash",
              "--dataset", "volume-test", "--dry_run", "--quiet"],
             podman_env, 900,

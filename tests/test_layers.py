@@ -118,7 +118,10 @@ def test_no_private_names_used_across_modules():
         # alias._private where alias is an imported module of the package
         aliases = {}
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fiftyone_dedup"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("fiftyone_dedup")
+            ):
                 for a in node.names:
                     full = f"{node.module}.{a.name}"
                     if full in MODULES:

@@ -1,6 +1,5 @@
 """The plugin's operators, run through FiftyOne's operator machinery."""
 
-import json
 import os
 import subprocess
 import sys
@@ -91,7 +90,8 @@ def test_compute_hashes_then_clear(dataset):
 def test_show_duplicates_returns_the_group_view(dataset, folder):
     fod.find_duplicates(dataset)
     result = foo.execute_operator(
-        uri("show_duplicates"), dict(dataset=dataset), params=dict(run_key="dedup", role="duplicate")
+        uri("show_duplicates"), dict(dataset=dataset),
+        params=dict(run_key="dedup", role="duplicate"),
     )
     assert result.result == {"num_samples": len(folder["planted"])}
     # one tile per group: a dynamic view grouped by the run's group field
@@ -216,18 +216,25 @@ def test_move_form_shows_the_plan_and_requires_confirmation(moving):
     props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": dup})
     assert props["plan"].view.label == f"2 image(s) will move to {dup}; 0 will not"
     plan_text = props["plan_lines"].default
-    assert os.path.join(root, "sub", "p0_copy.jpg") in plan_text and os.path.join(dup, "imgs", "sub", "p0_copy.jpg") in plan_text
+    assert os.path.join(root, "sub", "p0_copy.jpg") in plan_text
+    assert os.path.join(dup, "imgs", "sub", "p0_copy.jpg") in plan_text
     assert props["confirm"].invalid
-    props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": dup, "confirm": True})
+    props = _form(
+        "move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": dup, "confirm": True}
+    )
     assert not props["confirm"].invalid
     # without confirming, nothing moves
     with pytest.raises(Exception, match="confirm"):
-        foo.execute_operator(uri("move_duplicates"), dict(dataset=ds), params={"run_key": "dedup", "duplicates_dir": dup})
+        foo.execute_operator(
+            uri("move_duplicates"), dict(dataset=ds),
+            params={"run_key": "dedup", "duplicates_dir": dup},
+        )
     assert not os.path.exists(dup)
     # a bad folder is flagged in the form
     bad = os.path.join(root, "p0.jpg")
     props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": bad})
-    assert props["duplicates_dir"].invalid and "not a folder" in props["duplicates_dir"].error_message
+    assert props["duplicates_dir"].invalid
+    assert "not a folder" in props["duplicates_dir"].error_message
 
 
 def test_move_then_restore_through_the_operators(moving):
@@ -259,7 +266,9 @@ def test_move_form_refuses_relative_and_inside_folders(moving):
     props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": "dups"})
     assert props["duplicates_dir"].invalid
     assert "Give an absolute folder path" in props["duplicates_dir"].error_message
-    props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": os.path.join(root, "dups")})
+    props = _form(
+        "move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": os.path.join(root, "dups")}
+    )
     assert "inside the dataset's folder" in props["duplicates_dir"].error_message
     props = _form("move_duplicates", ds, {"run_key": "dedup", "duplicates_dir": dup})
     assert not props["duplicates_dir"].invalid

@@ -90,13 +90,19 @@ def _perspective_coeffs(src, dst):
 
 #: near-duplicate kinds: name -> (PIL RGB image -> image, file format)
 TRANSFORMS = {
-    "colour": (lambda im: ImageEnhance.Color(ImageEnhance.Contrast(im).enhance(1.15)).enhance(1.4), "JPEG"),
+    "colour": (
+        lambda im: ImageEnhance.Color(ImageEnhance.Contrast(im).enhance(1.15)).enhance(1.4),
+        "JPEG",
+    ),
     "brightness": (lambda im: ImageEnhance.Brightness(im).enhance(1.3), "JPEG"),
     "crop10": (lambda im: _crop(im, 0.1), "JPEG"),
     "crop25": (lambda im: _crop(im, 0.25), "JPEG"),
     "rotate5": (lambda im: _rotate(im, 5), "JPEG"),
     "rotate90": (lambda im: im.transpose(Image.ROTATE_90), "JPEG"),
-    "resize": (lambda im: im.resize((max(1, im.width // 3), max(1, im.height // 3)), Image.LANCZOS), "JPEG"),
+    "resize": (
+        lambda im: im.resize((max(1, im.width // 3), max(1, im.height // 3)), Image.LANCZOS),
+        "JPEG",
+    ),
     "jpeg30": (lambda im: _jpeg(im, 30), "JPEG"),
     "flip": (ImageOps.mirror, "JPEG"),
     "blur": (lambda im: im.filter(ImageFilter.GaussianBlur(2)), "JPEG"),
@@ -197,7 +203,9 @@ def photo_regions(n, photo, size=160, upscale=4):
     Returns:
         a list of PIL images
     """
-    big = photo.convert("RGB").resize((photo.width * upscale, photo.height * upscale), Image.BICUBIC)
+    big = photo.convert("RGB").resize(
+        (photo.width * upscale, photo.height * upscale), Image.BICUBIC
+    )
     out = []
     for y in range(0, big.height - size + 1, size):
         for x in range(0, big.width - size + 1, size):
@@ -221,7 +229,9 @@ def star_fields(n, size=(320, 240), stars=250, seed=0):
         xs = rng.integers(2, size[0] - 2, stars)
         b = rng.uniform(60, 255, stars)
         for y, x, v in zip(ys, xs, b):
-            img[y - 1 : y + 2, x - 1 : x + 2] += v * np.array([[0.3, 0.6, 0.3], [0.6, 1, 0.6], [0.3, 0.6, 0.3]])
+            img[y - 1 : y + 2, x - 1 : x + 2] += v * np.array(
+                [[0.3, 0.6, 0.3], [0.6, 1, 0.6], [0.3, 0.6, 0.3]]
+            )
         img += rng.normal(8, 3, img.shape)
         out.append(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).convert("RGB"))
     return out
@@ -230,4 +240,6 @@ def star_fields(n, size=(320, 240), stars=250, seed=0):
 def noise_images(n, size=32, seed=0):
     """Tiny random-noise images (nothing to match)."""
     rng = np.random.default_rng(seed)
-    return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+    return [
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)
+    ]
