@@ -139,10 +139,11 @@ def test_leak_between_views_of_one_dataset(split):
 
 def test_bad_cross_arguments_change_nothing(split, two):
     ref, query = two
-    from fiftyone_dedup.engine import finder
+    from fiftyone_dedup.engine import find
+    from fiftyone_dedup.options import FindOptions
 
     with pytest.raises(ValueError, match="grouping='near' only"):
-        finder.find(query, reference=ref, grouping_method="dbscan")
+        find.find(query, reference=ref, options=FindOptions(grouping="dbscan"))
     with pytest.raises(ValueError, match="reference must be"):
         fod.find_cross_duplicates(query, [])
     assert query.list_runs() == [] and ref.list_runs() == []
