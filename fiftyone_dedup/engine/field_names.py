@@ -98,9 +98,9 @@ def stamp_field(field):
         field: an encodings field
 
     Returns:
-        ``"<field>stamp"``
+        ``"<field>_stamp"``
     """
-    return f"{field}stamp"
+    return f"{field}_stamp"
 
 
 def variants_field(field):
