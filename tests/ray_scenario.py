@@ -53,10 +53,11 @@ import numpy as np  # noqa: E402
 
 import helpers  # noqa: E402
 import fiftyone_dedup as fod  # noqa: E402
-from fiftyone_dedup.engine import encodings  # noqa: E402
+from fiftyone_dedup.engine import encodings as engine_encodings  # noqa: E402
 from fiftyone_dedup.engine import field_names  # noqa: E402
 from fiftyone_dedup.engine import ray_encode  # noqa: E402
 from fiftyone_dedup.engine import ray_search  # noqa: E402
+from fiftyone_dedup.algorithms import encoders  # noqa: E402
 from fiftyone_dedup.algorithms import search  # noqa: E402
 
 ray_encode.CHUNK_SIZE = 4  # many chunks and tiles on a small set
@@ -185,8 +186,8 @@ def main():
               num=rl.summary["num_duplicates"])
 
         # the pairs themselves, tile by tile against the local search
-        spec = fod.encoders.get_encoder(encoder)
-        _, codes = encodings.load_encodings(loc, spec, field)
+        spec = encoders.get_encoder(encoder)
+        _, codes = engine_encodings.load_encodings(loc, spec, field)
         thr = 12 if encoder == "dhash" else 0.8
         if encoder == "dhash":
             local = search.hamming_pairs(codes, thr)

@@ -190,16 +190,9 @@ def find_duplicates(
     Raises:
         ValueError: for bad arguments, before anything is changed
     """
-    opts = FindOptions.from_kwargs(
-        threshold=threshold, encoder=encoder, field=field, run_key=run_key, keep=keep,
-        priority=priority, grouping=grouping, guard=guard, guard_threshold=guard_threshold,
-        min_samples=min_samples, tag=tag, compute=compute,
-        overwrite_encodings=overwrite_encodings, exact=exact, num_workers=num_workers,
-        invariance=invariance, save_views=save_views, histogram=histogram, model=model,
-        batch_size=batch_size, device=device, verify=verify, executor=executor,
-        ray_address=ray_address, ivf_nprobe=ivf_nprobe,
-    )
-    return find(samples, options=opts, progress=progress)
+    options = dict(locals())  # the arguments, by name: every option of FindOptions
+    del options["samples"], options["progress"]
+    return find(samples, options=FindOptions.from_kwargs(**options), progress=progress)
 
 
 def find_cross_duplicates(
@@ -273,15 +266,12 @@ def find_cross_duplicates(
     """
     if reference is None or (isinstance(reference, (list, tuple)) and not reference):
         raise ValueError("reference must be a dataset or view (or a list of them)")
-    opts = FindOptions.from_kwargs(
-        threshold=threshold, encoder=encoder, field=field, run_key=run_key, tag=tag,
-        compute=compute, overwrite_encodings=overwrite_encodings, exact=exact,
-        num_workers=num_workers, invariance=invariance, model=model,
-        batch_size=batch_size, device=device, write_reference=write_reference,
-        save_views=save_views, histogram=histogram, verify=verify, executor=executor,
-        ray_address=ray_address,
+    options = dict(locals())  # the arguments, by name: every option of FindOptions
+    del options["query"], options["reference"], options["progress"]
+    return find(
+        query, reference=reference, options=FindOptions.from_kwargs(**options),
+        progress=progress,
     )
-    return find(query, reference=reference, options=opts, progress=progress)
 
 
 def find(collections, reference=None, options=None, progress=None):
