@@ -92,9 +92,10 @@ def _inner(work, args):
     from fiftyone_dedup.engine import stored_vectors
     from fiftyone_dedup.algorithms import search
 
+    env = {"PYTHONPATH": os.environ["PYTHONPATH"],
+           "FIFTYONE_DATABASE_URI": os.environ["FIFTYONE_DATABASE_URI"]}
     ray.init(address=f"127.0.0.1:{PORT}", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"],
-                                       "FIFTYONE_DATABASE_URI": os.environ["FIFTYONE_DATABASE_URI"]}})
+             runtime_env={"env_vars": env})
     ray_encode.CHUNK_SIZE = args.chunk  # enough chunks to spread a small set
     paths = datasets.photo_paths(args.photos)
     paths = (paths * args.copies)[: args.n_images or None]
@@ -169,7 +170,8 @@ def _inner(work, args):
     fod.compute_embeddings(ds, executor="ray", device="cpu")
     _, x = stored_vectors.load_vectors(ds, "cnn_embedding")
     x = search.normalize(x)
-    te, exact = _timed(lambda: ray_search.Searcher(tile_size=256).pairs(encoders.ENCODERS["cnn"], x, 0.85))
+    cnn = encoders.ENCODERS["cnn"]
+    te, exact = _timed(lambda: ray_search.Searcher(tile_size=256).pairs(cnn, x, 0.85))
     ivf = {"vectors": len(x), "exact_s": round(te, 3), "exact_pairs": int(len(exact[0])),
            "runs": []}
     truth = set(zip(exact[0].tolist(), exact[1].tolist()))
@@ -194,7 +196,9 @@ def table(out):
         kind, where = key.split("/")
         lines.append(f"| {kind} | {where} | {r['seconds']} | {r['images_per_s_per_cpu']} | "
                      f"{r.get('overhead_per_cpu', 1.0)} | {r['bytes_per_image']} |")
-    lines += ["", "| search | codes | tile | tiles | local s | Ray 2 nodes s | Ray s/tile/CPU | equal |",
+    lines += ["",
+              "| search | codes | tile | tiles | local s | Ray 2 nodes s | Ray s/tile/CPU "
+              "| equal |",
               "|---|---|---|---|---|---|---|---|"]
     for name, r in out["search"].items():
         lines.append(f"| {name} | {r['codes']} | {r['tile']} | {r['tiles']} | {r['local_s']} | "

@@ -250,7 +250,8 @@ def main():
 
         # across datasets: query (the copies) against reference (originals)
         n_orig = len(made["originals"])
-        ql, rl_ = dataset(f"q-local-{encoder}", copies), dataset(f"r-local-{encoder}", paths[:n_orig])
+        ql = dataset(f"q-local-{encoder}", copies)
+        rl_ = dataset(f"r-local-{encoder}", paths[:n_orig])
         qr, rr_ = dataset(f"q-ray-{encoder}", copies), dataset(f"r-ray-{encoder}", paths[:n_orig])
         xl = fod.find_cross_duplicates(ql, rl_, encoder=encoder)
         xr = fod.find_cross_duplicates(qr, rr_, encoder=encoder, executor="ray")
