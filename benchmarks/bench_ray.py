@@ -86,16 +86,17 @@ def _inner(work, args):
 
     import datasets
     import fiftyone_dedup as fod
-    from fiftyone_dedup.engine import core
-    from fiftyone_dedup.engine import distributed
+    from fiftyone_dedup.algorithms import encoders
+    from fiftyone_dedup.engine import ray_encode
+    from fiftyone_dedup.engine import ray_search
+    from fiftyone_dedup.engine import stored_vectors
     from fiftyone_dedup.algorithms import search
 
+    env = {"PYTHONPATH": os.environ["PYTHONPATH"],
+           "FIFTYONE_DATABASE_URI": os.environ["FIFTYONE_DATABASE_URI"]}
     ray.init(address=f"127.0.0.1:{PORT}", log_to_driver=False,
-             runtime_env={"env_vars": {
-                 "PYTHONPATH": os.environ["PYTHONPATH"],
-                 "FIFTYONE_DATABASE_URI": os.environ["FIFTYONE_DATABASE_URI"],
-             }})
-    distributed.CHUNK_SIZE = args.chunk  # enough chunks to spread a small set
+             runtime_env={"env_vars": env})
+    ray_encode.CHUNK_SIZE = args.chunk  # enough chunks to spread a small set
     paths = datasets.photo_paths(args.photos)
     paths = (paths * args.copies)[: args.n_images or None]
     n = len(paths)
@@ -142,16 +143,17 @@ def _inner(work, args):
     codes = rng.integers(0, 2**63, size=4 * t, dtype=np.uint64)
     vecs = search.normalize(rng.standard_normal((2 * t, 1280)).astype(np.float32))
     res = {}
-    for name, data, local_fn, is_hash, thr in (
-        ("hash", codes, lambda x: search.hamming_pairs(x, 10), True, 10),
-        ("cnn", vecs, lambda x: search.cosine_pairs(x, 0.85, normalized=True), False, 0.85),
+    for name, data, local_fn, spec, thr in (
+        ("hash", codes, lambda x: search.hamming_pairs(x, 10), encoders.ENCODERS["dhash"], 10),
+        ("cnn", vecs, lambda x: search.cosine_pairs(x, 0.85, normalized=True),
+         encoders.ENCODERS["cnn"], 0.85),
     ):
         k = len(data) // t
         tiles = k * (k + 1) // 2
         tl, lp = _timed(lambda: local_fn(data))
-        s = distributed.Searcher(tile_size=t)
-        s.pairs(is_hash, data[:t], thr)  # warm the workers
-        tr, rp = _timed(lambda: s.pairs(is_hash, data, thr))
+        s = ray_search.Searcher(tile_size=t)
+        s.pairs(spec, data[:t], thr)  # warm the workers
+        tr, rp = _timed(lambda: s.pairs(spec, data, thr))
         same = all(np.array_equal(a, b) for a, b in zip(lp, rp))
         res[name] = {"codes": len(data), "tile": t, "tiles": tiles,
                      "local_s": round(tl, 3), "ray_2nodes_s": round(tr, 3),
@@ -166,14 +168,15 @@ def _inner(work, args):
     ds = fo.Dataset()
     ds.add_samples([fo.Sample(filepath=p) for p in files])
     fod.compute_embeddings(ds, executor="ray", device="cpu")
-    _, x = core._load_vectors(ds, "cnn_embedding")
+    _, x = stored_vectors.load_vectors(ds, "cnn_embedding")
     x = search.normalize(x)
-    te, exact = _timed(lambda: distributed.Searcher(tile_size=256).pairs(False, x, 0.85))
+    cnn = encoders.ENCODERS["cnn"]
+    te, exact = _timed(lambda: ray_search.Searcher(tile_size=256).pairs(cnn, x, 0.85))
     ivf = {"vectors": len(x), "exact_s": round(te, 3), "exact_pairs": int(len(exact[0])),
            "runs": []}
     truth = set(zip(exact[0].tolist(), exact[1].tolist()))
     for nprobe in (1, 2, 4):
-        ti, got = _timed(lambda: distributed.ivf_cosine_pairs(
+        ti, got = _timed(lambda: ray_search.ivf_cosine_pairs(
             x, 0.85, nprobe, nlist=max(2, len(x) // 64)))
         found = set(zip(got[0].tolist(), got[1].tolist()))
         ivf["runs"].append({**got[3], "seconds": round(ti, 3),
@@ -194,8 +197,8 @@ def table(out):
         lines.append(f"| {kind} | {where} | {r['seconds']} | {r['images_per_s_per_cpu']} | "
                      f"{r.get('overhead_per_cpu', 1.0)} | {r['bytes_per_image']} |")
     lines += ["",
-              "| search | codes | tile | tiles | local s | Ray 2 nodes s "
-              "| Ray s/tile/CPU | equal |",
+              "| search | codes | tile | tiles | local s | Ray 2 nodes s | Ray s/tile/CPU "
+              "| equal |",
               "|---|---|---|---|---|---|---|---|"]
     for name, r in out["search"].items():
         lines.append(f"| {name} | {r['codes']} | {r['tile']} | {r['tiles']} | {r['local_s']} | "

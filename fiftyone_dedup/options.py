@@ -204,18 +204,17 @@ class EncodeOptions:
             "invariance": check("invariance", hashing.validate_invariance, self.invariance),
             "executor": _check_executor(self.executor, self.ray_address),
         }
-        if spec.is_hash:
-            if self.model is not None or self.batch_size is not None:
-                raise ParameterError(
-                    "model" if self.model is not None else "batch_size",
-                    f"model and batch_size apply to the CNN encoder, not {spec.label}",
-                )
-        else:
+        if spec.uses_model:
             check_count(self.batch_size, "batch_size", minimum=1)
             if self.device not in (None, "auto"):  # "auto" always resolves; no torch import
                 from fiftyone_dedup.algorithms import models
 
                 check("device", models.resolve_device, self.device)
+        elif self.model is not None or self.batch_size is not None:
+            raise ParameterError(
+                "model" if self.model is not None else "batch_size",
+                f"model and batch_size apply to the CNN encoder, not {spec.label}",
+            )
         return dataclasses.replace(self, **changes)
 
     def encode_kwargs(self):
@@ -228,19 +227,44 @@ class EncodeOptions:
         kwargs = {"num_workers": self.num_workers, "invariance": self.invariance}
         if self.executor == "ray":
             kwargs.update(executor="ray", ray_address=self.ray_address)
-        if spec.is_hash:
-            kwargs["exact"] = self.exact
-        else:
+        if spec.uses_model:
             kwargs.update(model=self.model, batch_size=self.batch_size, device=self.device)
+        else:
+            kwargs["exact"] = self.exact
         return kwargs
+
+
+#: the executors a run can use
+EXECUTORS = ("local", "ray")
+
+
+def validate_executor(executor, ray_address=None):
+    """Checks an executor choice.
+
+    Args:
+        executor: ``"local"``, ``"ray"`` or ``None`` (local)
+        ray_address (None): a Ray address (only with ``"ray"``)
+
+    Returns:
+        ``"local"`` or ``"ray"``
+
+    Raises:
+        ParameterError: for an unknown executor, or an address without Ray
+    """
+    executor = "local" if executor is None else executor
+    if executor not in EXECUTORS:
+        raise ParameterError(
+            "executor", f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}"
+        )
+    if ray_address is not None and executor != "ray":
+        raise ParameterError("executor", "ray_address applies to executor='ray' only")
+    return executor
 
 
 def _check_executor(executor, ray_address):
     if executor in (None, "local") and ray_address is None:
         return "local"
-    from fiftyone_dedup.engine import distributed
-
-    return check("executor", distributed.validate_executor, executor, ray_address)
+    return validate_executor(executor, ray_address)
 
 
 @dataclass(frozen=True)

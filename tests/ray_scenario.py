@@ -53,11 +53,14 @@ import numpy as np  # noqa: E402
 
 import helpers  # noqa: E402
 import fiftyone_dedup as fod  # noqa: E402
-from fiftyone_dedup.engine import core  # noqa: E402
-from fiftyone_dedup.engine import distributed  # noqa: E402
+from fiftyone_dedup.engine import encodings as engine_encodings  # noqa: E402
+from fiftyone_dedup.engine import field_names  # noqa: E402
+from fiftyone_dedup.engine import ray_encode  # noqa: E402
+from fiftyone_dedup.engine import ray_search  # noqa: E402
+from fiftyone_dedup.algorithms import encoders  # noqa: E402
 from fiftyone_dedup.algorithms import search  # noqa: E402
 
-distributed.CHUNK_SIZE = 4  # many chunks and tiles on a small set
+ray_encode.CHUNK_SIZE = 4  # many chunks and tiles on a small set
 TILE = 7
 FAILED = []
 
@@ -77,7 +80,7 @@ def dataset(name, paths):
 def encodings(ds, field):
     # per file: the stored value, error and stamp
     paths, values, errors, stamps = ds.values(
-        ["filepath", field, core.error_field(field), core.stamp_field(field)]
+        ["filepath", field, field_names.error_field(field), field_names.stamp_field(field)]
     )
     out = {}
     for p, v, e, s in zip(paths, values, errors, stamps):
@@ -183,34 +186,34 @@ def main():
               num=rl.summary["num_duplicates"])
 
         # the pairs themselves, tile by tile against the local search
-        spec = fod.get_encoder(encoder)
-        _, codes = core.load_encodings(loc, spec, field)
+        spec = encoders.get_encoder(encoder)
+        _, codes = engine_encodings.load_encodings(loc, spec, field)
         thr = 12 if encoder == "dhash" else 0.8
         if encoder == "dhash":
             local = search.hamming_pairs(codes, thr)
         else:
             codes = search.normalize(codes)
             local = search.cosine_pairs(codes, thr, normalized=True)
-        searcher = distributed.Searcher(tile_size=TILE)
-        remote = searcher.pairs(spec.is_hash, codes, thr)
+        searcher = ray_search.Searcher(tile_size=TILE)
+        remote = searcher.pairs(spec, codes, thr)
         check(f"{encoder}: identical pairs ({searcher.num_tiles} tiles)",
               all(np.array_equal(x, y) for x, y in zip(local, remote)),
               num_pairs=len(local[0]))
         q, r = codes[: len(codes) // 2], codes[len(codes) // 2 :]
         cross = search.hamming_cross if spec.is_hash else search.cosine_cross
         lq = cross(q, r, thr) if spec.is_hash else cross(q, r, thr, normalized=True)
-        rq = searcher.cross(spec.is_hash, q, r, thr)
+        rq = searcher.cross(spec, q, r, thr)
         check(f"{encoder}: identical cross pairs",
               all(np.array_equal(x, y) for x, y in zip(lq, rq)), num_pairs=len(lq[0]))
 
         if not spec.is_hash:
             # IVF: probing every list is exact; one list finds a subset,
             # whose measured recall (all queries sampled) is the true one
-            full = distributed.ivf_cosine_pairs(codes, thr, nprobe=3, nlist=3)
+            full = ray_search.ivf_cosine_pairs(codes, thr, nprobe=3, nlist=3)
             check("cnn: IVF probing every list gives the exact pairs",
                   all(np.array_equal(x, y) for x, y in zip(local, full[:3]))
                   and full[3]["recall"] == 1.0, stats=full[3])
-            one = distributed.ivf_cosine_pairs(
+            one = ray_search.ivf_cosine_pairs(
                 codes, thr, nprobe=1, nlist=3, recall_sample=len(codes)
             )
             exact = set(zip(local[0].tolist(), local[1].tolist()))
@@ -238,7 +241,7 @@ def main():
               and again.num_computed <= 1,  # the missing file is retried
               reused=again.num_reused, computed=again.num_computed)
         for ds in (ray_ds, loc):
-            ds.limit(5).set_values(core.stamp_field(field), [None] * 5)
+            ds.limit(5).set_values(field_names.stamp_field(field), [None] * 5)
         again, again_l = rerun(ray_ds, executor="ray"), rerun(loc)
         check(f"{encoder}: rerun redoes only what is missing",
               again.num_computed == again_l.num_computed <= 6
@@ -276,7 +279,7 @@ def main():
             dataset_name=ds.name, operator=op_uri
         )
         results[executor] = (queued.error, outcome(ds, "sched"),
-                             ds.values(core.stamp_field("dhash")))
+                             ds.values(field_names.stamp_field("dhash")))
     check("delegated operator run on Ray", results["local"] == results["ray"]
           and results["ray"][0] is None and any(v for v in results["ray"][2]),
           error=results["ray"][0])

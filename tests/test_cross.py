@@ -67,7 +67,8 @@ def test_query_vs_reference_finds_cross_pairs_only(split, two):
     ref, query = two
     r = fod.find_cross_duplicates(query, ref, threshold=10)
     q_rows = dict(zip(query.values("filepath"), zip(*query.values(
-        ["dedup_role", "dedup_kept_dataset", "dedup_kept_id", "dedup_kept_filepath", "dedup_distance"]
+        ["dedup_role", "dedup_kept_dataset", "dedup_kept_id", "dedup_kept_filepath",
+         "dedup_distance"]
     ))))
     ref_ids = dict(zip(ref.values("filepath"), ref.values("id")))
     for q, rpath in split["cross"]:
@@ -114,7 +115,9 @@ def test_union_finds_within_and_across(split, two):
         roles.update(zip(ds.values("filepath"), ds.values("both_role")))
     for a, b in split["cross"] + split["ref_pairs"] + split["query_pairs"]:
         assert {roles[a], roles[b]} == {"kept", "duplicate"}, (a, b)
-    assert r.summary["num_duplicates"] == len(split["cross"]) + len(split["ref_pairs"]) + len(split["query_pairs"])
+    assert r.summary["num_duplicates"] == (
+        len(split["cross"]) + len(split["ref_pairs"]) + len(split["query_pairs"])
+    )
     assert r.summary["num_cross"] == len(split["cross"])
     crossed = set(query.match(F("both_cross") == True).values("filepath"))  # noqa: E712
     assert crossed == {q for q, _ in split["cross"]}
@@ -139,10 +142,11 @@ def test_leak_between_views_of_one_dataset(split):
 
 def test_bad_cross_arguments_change_nothing(split, two):
     ref, query = two
-    from fiftyone_dedup.engine import finder
+    from fiftyone_dedup.engine import find
+    from fiftyone_dedup.options import FindOptions
 
     with pytest.raises(ValueError, match="grouping='near' only"):
-        finder.find(query, reference=ref, grouping_method="dbscan")
+        find.find(query, reference=ref, options=FindOptions(grouping="dbscan"))
     with pytest.raises(ValueError, match="reference must be"):
         fod.find_cross_duplicates(query, [])
     assert query.list_runs() == [] and ref.list_runs() == []
@@ -151,7 +155,10 @@ def test_bad_cross_arguments_change_nothing(split, two):
 def _codes_dataset(codes):
     ds = fo.Dataset()
     ds.add_samples(
-        [fo.Sample(filepath=f"/nowhere/{i}.jpg", dhash=h) for i, h in enumerate(hashing.codes_to_hex(codes))]
+        [
+            fo.Sample(filepath=f"/nowhere/{i}.jpg", dhash=h)
+            for i, h in enumerate(hashing.codes_to_hex(codes))
+        ]
     )
     return ds
 
@@ -288,7 +295,7 @@ def test_flip_invariance_matches_mirrored_copies(tmp_path):
     try:
         plain = fod.find_duplicates(ds, run_key="plain", verify="none")
         assert plain.summary["num_duplicates"] == 0
-        flip = fod.find_duplicates(ds, run_key="flip", invariance="flip", verify="none")
+        fod.find_duplicates(ds, run_key="flip", invariance="flip", verify="none")
         assert set(ds.match(F("flip_role") == "duplicate").values("filepath")) == set(mirrored)
         assert ds.get_run_info("flip").config.invariance == "flip"
         assert ds.has_sample_field("dhash_variants")

@@ -143,6 +143,14 @@ class EncoderSpec:
             return search.validate_hamming_threshold(threshold)
         return search.validate_cosine_threshold(threshold)
 
+    def as_codes(self, values):
+        """Stored encodings (hex strings, or vectors: normalised) as a search array."""
+        import numpy as np
+
+        if self.is_hash:
+            return hashing.hex_to_codes(values)
+        return search.normalize(np.asarray(values, dtype=np.float32))
+
 
 _HASH_HELP = (
     "maximum Hamming distance between two {label} hashes, in bits (0-64); "

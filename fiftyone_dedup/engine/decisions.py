@@ -18,26 +18,29 @@ import logging
 
 from fiftyone import ViewField as F
 
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import decision_fields
 from fiftyone_dedup.engine import runs
+from fiftyone_dedup.engine.decision_fields import (  # noqa: F401 - read as decisions.*
+    ACCEPT,
+    DECISIONS,
+    KEEP,
+    NOT_DUPLICATE,
+    ROLE_NOT_DUPLICATE,
+)
+from fiftyone_dedup.engine.field_names import (
+    DEFAULT_RUN_KEY,
+    ROLE_DUPLICATE,
+    ROLE_KEPT,
+    output_fields,
+)
 
 logger = logging.getLogger(__name__)
-
-ACCEPT = "accept"
-NOT_DUPLICATE = "not_duplicate"
-KEEP = "keep"
-
-#: the decisions on one sample
-DECISIONS = (ACCEPT, NOT_DUPLICATE, KEEP)
-
-#: the role of a sample decided not to be a duplicate
-ROLE_NOT_DUPLICATE = "not_duplicate"
 
 # the fields every run writes; any other ``<key>_*`` field is evidence
 _STANDARD = runs.OUTPUT_SUFFIXES + tuple(runs.SCORE_SUFFIXES.values()) + runs.CROSS_SUFFIXES
 
 
-def decide(samples, sample_id, decision, run_key=core.DEFAULT_RUN_KEY):
+def decide(samples, sample_id, decision, run_key=DEFAULT_RUN_KEY):
     """Records a decision on one sample of a run's group (see the module).
 
     Args:
@@ -57,7 +60,7 @@ def decide(samples, sample_id, decision, run_key=core.DEFAULT_RUN_KEY):
     return decide_many(samples, {sample_id: decision}, run_key=run_key)
 
 
-def decide_group(samples, group, decision, run_key=core.DEFAULT_RUN_KEY):
+def decide_group(samples, group, decision, run_key=DEFAULT_RUN_KEY):
     """Accepts or rejects a whole group.
 
     Args:
@@ -73,7 +76,7 @@ def decide_group(samples, group, decision, run_key=core.DEFAULT_RUN_KEY):
     return decide_all(samples, decision, run_key=run_key, groups=[group])
 
 
-def decide_all(samples, decision, run_key=core.DEFAULT_RUN_KEY, groups=None):
+def decide_all(samples, decision, run_key=DEFAULT_RUN_KEY, groups=None):
     """Accepts or rejects every group (or the groups listed).
 
     Args:
@@ -87,16 +90,16 @@ def decide_all(samples, decision, run_key=core.DEFAULT_RUN_KEY, groups=None):
     """
     if decision not in (ACCEPT, "reject"):
         raise ValueError(f"decision must be 'accept' or 'reject' for groups, got {decision!r}")
-    config = core.require_run(samples, run_key)
-    group_f, role_f = core.output_fields(run_key, config.metric)[:2]
-    view = samples._root_dataset.match(F(role_f).is_in([core.ROLE_DUPLICATE, ROLE_NOT_DUPLICATE]))
+    config = runs.require_run(samples, run_key)
+    group_f, role_f = output_fields(run_key, config.metric)[:2]
+    view = samples._root_dataset.match(F(role_f).is_in([ROLE_DUPLICATE, ROLE_NOT_DUPLICATE]))
     if groups is not None:
         view = view.match(F(group_f).is_in(list(groups)))
     per = ACCEPT if decision == ACCEPT else NOT_DUPLICATE
     return decide_many(samples, {sid: per for sid in view.values("id")}, run_key=run_key)
 
 
-def decide_many(samples, decisions, run_key=core.DEFAULT_RUN_KEY):
+def decide_many(samples, decisions, run_key=DEFAULT_RUN_KEY):
     """Records several decisions at once (see :func:`decide`).
 
     Args:
@@ -107,84 +110,10 @@ def decide_many(samples, decisions, run_key=core.DEFAULT_RUN_KEY):
     Returns:
         the saved results
     """
-    results = core.load_run(samples, run_key)
-    config = results.config
-    dataset = samples._root_dataset
-    group_f, role_f, kept_f, score_f = core.output_fields(run_key, config.metric)
-    kfp_f = runs.output_field(run_key, "kept_filepath")
-    bad = [d for d in decisions.values() if d not in DECISIONS]
-    if bad:
-        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {bad[0]!r}")
-    ids = list(decisions)
-    found = dataset.select(ids).exists(group_f)
-    rows = dict(zip(found.values("id"), zip(*found.values([group_f, role_f]))))
-    missing = [i for i in ids if i not in rows]
-    if missing:
-        raise ValueError(f"Sample {missing[0]} is not in a group of run '{run_key}'")
-    roles, tag_on, tag_off, kept_ids, scores, kept_paths = {}, [], [], {}, {}, {}
-    for sid, decision in decisions.items():
-        group, role = rows[sid]
-        if decision == NOT_DUPLICATE:
-            if role == core.ROLE_KEPT:
-                raise ValueError(
-                    f"Sample {sid} is the kept sample of group {group}: choose "
-                    "'keep' on another member, or reject the group"
-                )
-            roles[sid] = ROLE_NOT_DUPLICATE
-            tag_off.append(sid)
-        elif decision == ACCEPT and role == ROLE_NOT_DUPLICATE:
-            roles[sid] = core.ROLE_DUPLICATE
-            tag_on.append(sid)
-        elif decision == KEEP and role != core.ROLE_KEPT:
-            _swap_keeper(dataset, run_key, config, sid, group, roles, kept_ids, scores, kept_paths)
-            tag_off.append(sid)
-            tag_on.extend(k for k, r in roles.items() if r == core.ROLE_DUPLICATE and k != sid)
-    for field, values in ((role_f, roles), (kept_f, kept_ids), (score_f, scores), (kfp_f, kept_paths)):
-        if values:
-            dataset.set_values(field, values, key_field="id")
-    if config.tag:
-        if tag_off:
-            dataset.select(tag_off).untag_samples(config.tag)
-        if tag_on:
-            dataset.select(tag_on).tag_samples(config.tag)
-    recorded = dict(getattr(results, "decisions", None) or {})
-    recorded.update(decisions)
-    results.decisions = recorded
-    results.summary["num_duplicates"] = len(dataset.match(F(role_f) == core.ROLE_DUPLICATE))
-    results.save()
-    logger.info("Recorded %d decision(s) on run '%s'", len(decisions), run_key)
-    return results
+    return decision_fields.apply(runs.load_run(samples, run_key), decisions)
 
 
-def _swap_keeper(dataset, run_key, config, sid, group, roles, kept_ids, scores, kept_paths):
-    """Makes ``sid`` its group's kept sample (filling the value dicts)."""
-    group_f, role_f, kept_f, score_f = core.output_fields(run_key, config.metric)
-    members = dataset.match(F(group_f) == group)
-    mids, mroles, mkept, mscores, mpaths = members.values(["id", role_f, kept_f, score_f, "filepath"])
-    old = [m for m, r in zip(mids, mroles) if r == core.ROLE_KEPT]
-    if not old:
-        raise ValueError(
-            f"The kept sample of group {group} is in another dataset; choosing "
-            "another one is for groups within one dataset"
-        )
-    old = old[0]
-    same = 1.0 if config.metric == "cosine" else 0
-    path_of = dict(zip(mids, mpaths))
-    score_of = dict(zip(mids, mscores))
-    for m, r in zip(mids, mroles):
-        kept_ids[m] = sid
-        kept_paths[m] = path_of[sid]
-    roles[sid] = core.ROLE_KEPT
-    roles[old] = core.ROLE_DUPLICATE
-    # the pair's score is symmetric; other members' scores stay against the
-    # former kept sample (the panel says so)
-    scores[old] = score_of[sid]
-    scores[sid] = same
-    if not dataset.has_sample_field(runs.output_field(run_key, "kept_filepath")):
-        kept_paths.clear()
-
-
-def review_groups(samples, run_key=core.DEFAULT_RUN_KEY):
+def review_groups(samples, run_key=DEFAULT_RUN_KEY):
     """The run's groups for review: each member with its role, score,
     decision and any other per-sample fields of the run (such as
     verification evidence).
@@ -200,10 +129,10 @@ def review_groups(samples, run_key=core.DEFAULT_RUN_KEY):
         (``{field: value}``); cross-dataset runs add ``kept_filepath`` and
         ``kept_dataset`` to members whose kept sample is elsewhere
     """
-    results = core.load_run(samples, run_key)
+    results = runs.load_run(samples, run_key)
     config = results.config
     decided = getattr(results, "decisions", None) or {}
-    group_f, role_f, kept_f, score_f = core.output_fields(run_key, config.metric)
+    group_f, role_f, kept_f, score_f = output_fields(run_key, config.metric)
     dataset = samples._root_dataset
     prefix = run_key + "_"
     extra = [
@@ -228,14 +157,16 @@ def review_groups(samples, run_key=core.DEFAULT_RUN_KEY):
         }
         for f in cross:
             out[f[len(prefix):]] = member[f]
-        if member[role_f] == core.ROLE_KEPT:
+        if member[role_f] == ROLE_KEPT:
             entry["kept"] = out
         else:
             entry["duplicates"].append(out)
     reverse = config.metric == "cosine"
     for entry in groups.values():
         missing = float("-inf") if reverse else float("inf")
-        entry["duplicates"].sort(key=lambda d: missing if d["score"] is None else d["score"], reverse=reverse)
+        entry["duplicates"].sort(
+            key=lambda d: missing if d["score"] is None else d["score"], reverse=reverse
+        )
     return [groups[g] for g in sorted(groups)]
 
 
@@ -243,7 +174,7 @@ def _inside(score, threshold, metric):
     return score >= threshold if metric == "cosine" else score <= threshold
 
 
-def threshold_preview(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
+def threshold_preview(samples, threshold, run_key=DEFAULT_RUN_KEY):
     """What a stricter threshold would leave of a run, from the scores it
     recorded (nothing is encoded or searched again).
 
@@ -264,7 +195,7 @@ def threshold_preview(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
     Raises:
         ValueError: for a threshold looser than the run's
     """
-    config = core.require_run(samples, run_key)
+    config = runs.require_run(samples, run_key)
     metric = config.metric
     if threshold is None:
         threshold = config.threshold
@@ -274,10 +205,13 @@ def threshold_preview(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
             f"threshold {'at least' if metric == 'cosine' else 'at most'} that, got "
             f"{threshold}; run the search again for a looser one"
         )
-    group_f, role_f, _, score_f = core.output_fields(run_key, metric)
-    view = samples._root_dataset.match(F(role_f) == core.ROLE_DUPLICATE)
+    group_f, role_f, _, score_f = output_fields(run_key, metric)
+    view = samples._root_dataset.match(F(role_f) == ROLE_DUPLICATE)
     ids, groups, scores = view.values(["id", group_f, score_f])
-    kept = [(i, g) for i, g, s in zip(ids, groups, scores) if s is not None and _inside(s, threshold, metric)]
+    kept = [
+        (i, g) for i, g, s in zip(ids, groups, scores)
+        if s is not None and _inside(s, threshold, metric)
+    ]
     dropped = sorted(set(ids) - {i for i, _ in kept})
     return {
         "threshold": threshold,
@@ -288,7 +222,7 @@ def threshold_preview(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
     }
 
 
-def apply_threshold(samples, threshold, run_key=core.DEFAULT_RUN_KEY):
+def apply_threshold(samples, threshold, run_key=DEFAULT_RUN_KEY):
     """Applies a stricter threshold from the recorded scores: duplicates
     past it are decided "not a duplicate" (see :func:`threshold_preview`).
 

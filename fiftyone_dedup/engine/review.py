@@ -8,7 +8,6 @@ import os
 
 from fiftyone import ViewField as F
 
-from fiftyone_dedup.engine import core
 from fiftyone_dedup.engine import runs
 
 logger = logging.getLogger(__name__)
@@ -46,14 +45,14 @@ def build_view(samples, run_key, which):
         a ``DatasetView``
     """
     if which == "groups":
-        return core.duplicates_view(samples, run_key)
+        return runs.duplicates_view(samples, run_key)
     if which == "kept":
-        return core.duplicates_view(samples, run_key, role=core.ROLE_KEPT)
+        return runs.duplicates_view(samples, run_key, role=runs.ROLE_KEPT)
     if which == "duplicates":
-        return core.duplicates_view(samples, run_key, role=core.ROLE_DUPLICATE)
+        return runs.duplicates_view(samples, run_key, role=runs.ROLE_DUPLICATE)
     if which == "cross":
         cross_f = runs.output_field(run_key, "cross")
-        return core.duplicates_view(samples, run_key).match(F(cross_f) == True)  # noqa: E712
+        return runs.duplicates_view(samples, run_key).match(F(cross_f) == True)  # noqa: E712
     raise ValueError(
         f"Unknown view {which!r}; expected groups, kept, duplicates or cross"
     )

@@ -3,9 +3,14 @@
 A run is stored on the dataset with FiftyOne's generic run machinery
 (``dataset.list_runs()``, ``get_run_info()``, ``load_run_results()``,
 ``delete_run()``), under classes with a stable import path
-(``fiftyone_dedup.engine.runs.*``) so that a fresh Python process loads them back
-as themselves. Deleting a run removes the fields it wrote and the tags it
-added.
+(``fiftyone_dedup.engine.runs.*``; records written before the layered
+layout name ``fiftyone_dedup.runs.*``, an alias of this module) so that a
+fresh Python process loads them back as themselves. Deleting a run removes
+the fields it wrote and the tags it added.
+
+The results own their views, as FiftyOne Brain's do: ``results.view()``
+and ``results.groups()``; :func:`duplicates_view` and :func:`get_groups`
+are the same for a collection and a run key.
 """
 
 import logging
@@ -13,42 +18,23 @@ import logging
 import fiftyone.core.runs as fors
 from fiftyone import ViewField as F
 
+from fiftyone_dedup.engine import decision_fields
+from fiftyone_dedup.engine.field_names import (  # noqa: F401 - read as runs.*
+    CROSS_SUFFIXES,
+    DEFAULT_RUN_KEY,
+    OUTPUT_SUFFIXES,
+    ROLE_DUPLICATE,
+    ROLE_KEPT,
+    SCORE_SUFFIXES,
+    VERIFY_SUFFIX,
+    output_field,
+    output_fields,
+)
+
 logger = logging.getLogger(__name__)
 
 #: the ``method`` of every run this package records
 METHOD = "fiftyone_dedup"
-
-#: per-sample fields every run writes, as suffixes of ``<run_key>_``
-OUTPUT_SUFFIXES = ("group", "role", "kept_id")
-
-#: the score field's suffix, per metric: a distance for hashes, a
-#: similarity for embeddings
-SCORE_SUFFIXES = {"hamming": "distance", "cosine": "similarity"}
-
-#: extra per-sample fields of runs over several collections: the kept
-#: sample's dataset and filepath, and whether the sample's group spans
-#: collections
-CROSS_SUFFIXES = ("kept_dataset", "kept_filepath", "cross")
-
-#: the field of a verified run holding each duplicate's verification score
-#: (RANSAC inliers with its kept sample; 0 for textureless images matched by
-#: their thumbnails)
-VERIFY_SUFFIX = "inliers"
-
-
-def output_field(run_key, suffix):
-    """The name of a per-sample field written by a run.
-
-    Args:
-        run_key: the run key
-        suffix: one of :data:`OUTPUT_SUFFIXES`, :data:`SCORE_SUFFIXES` or
-            :data:`CROSS_SUFFIXES`
-
-    Returns:
-        ``"<run_key>_<suffix>"``
-    """
-    return f"{run_key}_{suffix}"
-
 
 class DedupRunConfig(fors.RunConfig):
     """Parameters of a duplicate-finding run.
@@ -223,9 +209,9 @@ class DedupRunResults(fors.RunResults):
         Returns:
             the saved results (reloaded)
         """
-        from fiftyone_dedup.engine import decisions
-
-        out = decisions.decide(self.samples, sample_id, decision, run_key=self.key)
+        out = decision_fields.apply(
+            load_run(self.samples, self.key), {sample_id: decision}
+        )
         self.decisions, self.summary = out.decisions, out.summary
         return out
 
@@ -233,22 +219,12 @@ class DedupRunResults(fors.RunResults):
         return dict(self.summary)
 
     def view(self, role=None, dynamic=False):
-        """The run's groups as a view; see
-        :func:`fiftyone_dedup.engine.core.duplicates_view`.
-        """
-        from fiftyone_dedup.engine import core
-
-        return core.duplicates_view(
-            self.samples, self.key, role=role, dynamic=dynamic
-        )
+        """The run's groups as a view; see :func:`duplicates_view`."""
+        return duplicates_view(self.samples, self.key, role=role, dynamic=dynamic)
 
     def groups(self):
-        """The run's groups as dicts; see
-        :func:`fiftyone_dedup.engine.core.get_groups`.
-        """
-        from fiftyone_dedup.engine import core
-
-        return core.get_groups(self.samples, self.key)
+        """The run's groups as dicts; see :func:`get_groups`."""
+        return get_groups(self.samples, self.key)
 
 
 def list_dedup_runs(samples):
@@ -269,3 +245,141 @@ def list_dedup_runs(samples):
         if isinstance(cfg, DedupRunConfig):
             keys.append(key)
     return sorted(keys)
+
+
+def list_runs(samples):
+    """The keys of the duplicate runs recorded on a collection.
+
+    Args:
+        samples: a FiftyOne dataset or view
+
+    Returns:
+        a sorted list of run keys
+    """
+    return list_dedup_runs(samples)
+
+
+def load_run(samples, run_key=DEFAULT_RUN_KEY):
+    """Loads a duplicate run's record, also from a fresh process.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key ("dedup"): the run key
+
+    Returns:
+        a :class:`DedupRunResults`
+
+    Raises:
+        ValueError: if there is no such duplicate run
+    """
+    require_run(samples, run_key)
+    return samples.load_run_results(run_key)
+
+
+def require_run(samples, run_key):
+    """The config of a duplicate run, which must exist.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key: the run key
+
+    Returns:
+        the run's :class:`DedupRunConfig`
+
+    Raises:
+        ValueError: naming the runs there are
+    """
+    if run_key not in list_runs(samples):
+        runs_ = list_runs(samples)
+        known = ", ".join(runs_) if runs_ else "none"
+        raise ValueError(
+            f"No duplicates run '{run_key}' on dataset "
+            f"'{samples._root_dataset.name}' (runs: {known})"
+        )
+    return samples.get_run_info(run_key).config
+
+
+def delete_run(samples, run_key=DEFAULT_RUN_KEY):
+    """Deletes a duplicate run with the fields and tags it wrote.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key ("dedup"): the run key
+
+    Raises:
+        ValueError: if there is no such duplicate run
+    """
+    require_run(samples, run_key)
+    samples._root_dataset.delete_run(run_key)
+
+
+def duplicates_view(samples, run_key=DEFAULT_RUN_KEY, role=None, dynamic=False):
+    """A view of a run's groups: each kept sample followed by its duplicates,
+    nearest first.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key ("dedup"): the run key
+        role (None): ``"kept"`` or ``"duplicate"`` to show only those
+        dynamic (False): return a dynamic grouped view (one App group per
+            duplicate group) instead of a sorted flat view
+
+    Returns:
+        a ``DatasetView``
+    """
+    config = require_run(samples, run_key)
+    group_f, role_f, _, score_f = output_fields(run_key, config.metric)
+    order = -1 if config.metric == "cosine" else 1
+    view = samples.exists(group_f)
+    if role is not None:
+        if role not in (ROLE_KEPT, ROLE_DUPLICATE):
+            raise ValueError(
+                f"role must be '{ROLE_KEPT}', '{ROLE_DUPLICATE}' or None, got {role!r}"
+            )
+        view = view.match(F(role_f) == role)
+    if dynamic:
+        return view.group_by(group_f, order_by=score_f, reverse=order < 0)
+    return view.sort_by(
+        [(F(group_f), 1), (F(role_f) == ROLE_KEPT, -1), (F(score_f), order)]
+    )
+
+
+def get_groups(samples, run_key=DEFAULT_RUN_KEY):
+    """Reads a run's groups back from the samples.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key ("dedup"): the run key
+
+    Returns:
+        a list of ``{"group", "keep": {"id", "filepath"}, "duplicates":
+        [{"id", "filepath", "score"}]}`` dicts in group order, duplicates
+        nearest first; duplicates of a verified run also have ``"inliers"``
+        (the verification score)
+    """
+    config = require_run(samples, run_key)
+    group_f, role_f, kept_f, score_f = output_fields(run_key, config.metric)
+    inl_f = output_field(run_key, VERIFY_SUFFIX)
+    verified = inl_f in (config.output_fields or [])
+    view = samples.exists(group_f)
+    ids, paths, gs, roles, scores, inliers = view.values(
+        ["id", "filepath", group_f, role_f, score_f] + ([inl_f] if verified else ["id"])
+    )
+    groups = {}
+    for sid, path, g, role, score, inl in zip(ids, paths, gs, roles, scores, inliers):
+        entry = groups.setdefault(g, {"group": g, "keep": None, "duplicates": []})
+        if role == ROLE_KEPT:
+            entry["keep"] = {"id": sid, "filepath": path}
+        else:
+            dup = {"id": sid, "filepath": path, "score": score}
+            if verified:
+                dup["inliers"] = inl
+            entry["duplicates"].append(dup)
+    reverse = config.metric == "cosine"
+    out = []
+    for g in sorted(groups):
+        entry = groups[g]
+        entry["duplicates"].sort(key=lambda d: d["score"], reverse=reverse)
+        out.append(entry)
+    return out
+

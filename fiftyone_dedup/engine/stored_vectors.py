@@ -6,7 +6,8 @@ than the rest (50,000 vectors: about 6 s of an 8 s read). Here each stored
 value is decompressed and read with ``np.frombuffer`` after the first
 value with the same header has been parsed once: the same arrays,
 about 2.5x faster. Anything else (lists, other layouts) is left to
-FiftyOne's own conversion.
+FiftyOne's own conversion. :func:`load_vectors` reads a whole field this
+way, chunk by chunk, into one array for a search.
 """
 
 import io
@@ -17,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import fiftyone.core.utils as fou
+
+from fiftyone_dedup.engine.samples import count_samples
 
 _MAGIC = b"\x93NUMPY"
 
@@ -119,3 +122,109 @@ def _parse_header(data):
     if len(shape) != 1 or fortran or dtype.hasobject or dtype.kind not in "fiu":
         return False
     return dtype, int(shape[0])
+
+
+#: embeddings read per database round trip when loading them for a search
+LOAD_CHUNK_SIZE = 4096
+
+
+def load_vectors(samples, field, with_paths=False, chunk_size=None):
+    """Reads embeddings chunk by chunk into one float32 array, so that the
+    database's documents and the array are never all in memory at once.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        field: the embeddings field
+        with_paths (False): also return the samples' filepaths
+        chunk_size (None): samples per read; ``None`` for
+            :data:`LOAD_CHUNK_SIZE`
+
+    Returns:
+        ``(ids, vectors)`` or ``(ids, vectors, paths)`` of the samples that
+        have a vector
+
+    Raises:
+        ValueError: for vectors of different sizes, or not finite
+    """
+    chunk_size = chunk_size or LOAD_CHUNK_SIZE
+    n = count_samples(samples)
+    ids, paths, vectors, filled = [], [], None, 0
+    for start in range(0, n, chunk_size):
+        cids, cpaths, values = read_values(
+            samples.skip(start).limit(chunk_size), ["id", "filepath", field], field
+        )
+        valid = [i for i, v in enumerate(values) if v is not None]
+        if not valid:
+            continue
+        cids = [cids[i] for i in valid]
+        block = _stack_vectors([values[i] for i in valid], cids, field)
+        del values
+        if vectors is None:
+            vectors = np.empty((n - start, block.shape[1]), dtype=np.float32)
+            first = (cids[0], block.shape)
+        elif block.shape[1] != vectors.shape[1]:
+            raise ValueError(
+                f"Field '{field}' holds embeddings of different sizes: "
+                f"sample {first[0]} has ({vectors.shape[1]},), sample "
+                f"{cids[0]} has ({block.shape[1]},); they must come from one "
+                "model"
+            )
+        vectors[filled : filled + len(block)] = block
+        filled += len(block)
+        ids += cids
+        if with_paths:
+            paths += [cpaths[i] for i in valid]
+    if vectors is None:
+        vectors = np.zeros((0, 0), dtype=np.float32)
+    elif filled < len(vectors):
+        vectors = vectors[:filled].copy()
+    if with_paths:
+        return ids, vectors, paths
+    return ids, vectors
+
+
+def _stack_vectors(values, ids, field):
+    """Stacks a list of vectors into a float32 array, emptying the list as
+    it goes (so the vectors are never held twice)."""
+    if not values:
+        return np.zeros((0, 0), dtype=np.float32)
+    first = _as_vector(values[0], ids[0], field)
+    vectors = np.empty((len(values), len(first)), dtype=np.float32)
+    for k, v in enumerate(values):
+        try:
+            if np.ndim(v) != 1:
+                raise ValueError
+            vectors[k] = v
+        except (ValueError, TypeError):
+            shape = _as_vector(v, ids[k], field).shape
+            raise ValueError(
+                f"Field '{field}' holds embeddings of different sizes: "
+                f"sample {ids[0]} has {first.shape}, sample {ids[k]} has "
+                f"{shape}; they must come from one model"
+            ) from None
+        values[k] = None
+    bad = ~np.all(np.isfinite(vectors), axis=1)
+    if bad.any():
+        raise ValueError(
+            f"Field '{field}' has {int(bad.sum())} embedding(s) with NaN or "
+            f"infinite values (first: sample {ids[int(np.argmax(bad))]})"
+        )
+    return vectors
+
+
+def _as_vector(value, sid, field):
+    try:
+        vector = None if isinstance(value, str) else np.asarray(value, np.float32)
+    except (ValueError, TypeError):
+        vector = None
+    if vector is None or vector.ndim != 1:
+        raise ValueError(
+            f"Field '{field}' does not hold embedding vectors (sample {sid} "
+            f"has {type(value).__name__} {_short(value)})"
+        )
+    return vector
+
+
+def _short(value, n=40):
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
