@@ -15,7 +15,8 @@ from fiftyone_dedup.algorithms import models
 from fiftyone_dedup.app import appui
 from fiftyone_dedup.app import base
 from fiftyone_dedup.app import forms
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import embedding_fields
+from fiftyone_dedup.engine import encodings
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class ComputeHashes(base.RunOperator):
         opts = _encode_options(ctx.params, method, field=field)
 
         def work(progress):
-            return core.compute_hashes(
+            return encodings.compute_hashes(
                 view, field=opts.field, method=method, overwrite=opts.overwrite,
                 progress=progress, **forms.executor_params(ctx.params),
             )
@@ -201,7 +202,7 @@ class ComputeEmbeddings(base.RunOperator):
         )
 
         def work(progress):
-            return core.compute_embeddings(
+            return embedding_fields.compute_embeddings(
                 view, model=opts.model, field=opts.field, batch_size=opts.batch_size,
                 overwrite=opts.overwrite, progress=progress,
                 **forms.executor_params(ctx.params),

@@ -13,7 +13,9 @@ import fiftyone.operators.types as types
 from fiftyone_dedup import options
 from fiftyone_dedup.algorithms import keep as keep_policies
 from fiftyone_dedup.app import forms
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import field_names
+from fiftyone_dedup.engine import runs
+from fiftyone_dedup.engine import samples
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def find_kwargs(params, spec, view, mode="within"):
         threshold=forms.threshold_param(params, spec),
         encoder=spec.name,
         model=model,
-        run_key=params.get("run_key") or core.DEFAULT_RUN_KEY,
+        run_key=params.get("run_key") or field_names.DEFAULT_RUN_KEY,
         **forms.executor_params(params),
     )
     if mode == "query":
@@ -56,10 +58,10 @@ def find_kwargs(params, spec, view, mode="within"):
         return kwargs
     kwargs.update(
         field=field,
-        run_key=params.get("run_key", core.DEFAULT_RUN_KEY),
+        run_key=params.get("run_key", field_names.DEFAULT_RUN_KEY),
         keep=params.get("keep") or "first",
         priority=params.get("priority"),
-        tag=params.get("tag", core.DEFAULT_TAG),
+        tag=params.get("tag", field_names.DEFAULT_TAG),
         verify=params.get("verify") or "orb",
         grouping=params.get("grouping") or "near",
         guard=params.get("guard") or "kept",
@@ -97,7 +99,7 @@ def check_find_options(inputs, params, spec, view, mode="within"):
 def _run_output_fields(dataset):
     """The fields this plugin's runs wrote (not offered as keep criteria)."""
     own = set()
-    for key in core.list_runs(dataset):
+    for key in runs.list_runs(dataset):
         own.update(forms.run_fields(dataset, key))
     return own
 
@@ -232,12 +234,12 @@ def others_replaced_notice(inputs, names, run_key):
         other = fo.load_dataset(name)
         try:
             options.validate_run_key(run_key)
-            core.check_run_key_free(other, run_key)
+            samples.check_run_key_free(other, run_key)
         except ValueError as e:
             prop = inputs.view(f"other_key_{len(replaced)}", types.Error(label=str(e)))
             forms.mark_invalid(prop, str(e))
             return
-        if run_key in core.list_runs(other):
+        if run_key in runs.list_runs(other):
             replaced.append(f"dataset '{name}' ({forms.run_label(other, run_key)})")
     if replaced:
         inputs.view(

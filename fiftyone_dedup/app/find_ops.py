@@ -18,7 +18,10 @@ from fiftyone_dedup.app import base
 from fiftyone_dedup.app import find_forms
 from fiftyone_dedup.app import forms
 from fiftyone_dedup.app import run_ops
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import encodings
+from fiftyone_dedup.engine import field_names
+from fiftyone_dedup.engine import find
+from fiftyone_dedup.engine import runs
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def found_messages(ctx, results, view, title, labels, notes, buttons=()):
         the messages, which a generator operator must also yield
     """
     summary = results.summary
-    failures = core.get_failures(view, results.config.field)
+    failures = encodings.get_failures(view, results.config.field)
     note = appui.failures_note(failures, summary["num_failed"])
     return [
         appui.result_dialog(
@@ -88,7 +91,7 @@ def _run_find(operator, sample_collection, params, delegate):
     result = operator.run(sample_collection, params, delegate)
     if delegate:
         return result
-    return core.load_run(sample_collection, params["run_key"]).summary
+    return runs.load_run(sample_collection, params["run_key"]).summary
 
 
 class FindDuplicates(base.RunOperator):
@@ -110,14 +113,14 @@ class FindDuplicates(base.RunOperator):
         threshold=None,
         encoder="dhash",
         field=None,
-        run_key=core.DEFAULT_RUN_KEY,
+        run_key=field_names.DEFAULT_RUN_KEY,
         keep="first",
         priority=None,
         grouping="near",
         guard="kept",
         min_samples=1,
         invariance=None,
-        tag=core.DEFAULT_TAG,
+        tag=field_names.DEFAULT_TAG,
         model=None,
         verify="orb",
         delegate=False,
@@ -191,7 +194,7 @@ class FindDuplicates(base.RunOperator):
             find_forms.encodings_notice(inputs, view, spec, field)
         inputs.str(
             "tag",
-            default=core.DEFAULT_TAG,
+            default=field_names.DEFAULT_TAG,
             required=False,
             label="Tag",
             description="The tag added to each duplicate",
@@ -213,13 +216,13 @@ class FindDuplicates(base.RunOperator):
         spec = encoders.get_encoder(ctx.params.get("encoder", "cnn"))
         kwargs = find_forms.find_kwargs(ctx.params, spec, view)
         find_forms.validate_find(kwargs)
-        return lambda progress: core.find_duplicates(view, progress=progress, **kwargs)
+        return lambda progress: find.find_duplicates(view, progress=progress, **kwargs)
 
     def record(self, results):
         return _summary_values(results, SUMMARY_LABELS)
 
     def show(self, ctx, results):
-        run_key = ctx.params.get("run_key", core.DEFAULT_RUN_KEY)
+        run_key = ctx.params.get("run_key", field_names.DEFAULT_RUN_KEY)
         summary = results.summary
         shown = ctx.params.get("open_view", True) and summary["num_groups"]
         if shown:
@@ -267,7 +270,7 @@ class FindCrossDuplicates(base.RunOperator):
 
     def __call__(
         self, sample_collection, datasets, mode="query", threshold=None,
-        encoder="dhash", run_key=core.DEFAULT_RUN_KEY, write_reference=True,
+        encoder="dhash", run_key=field_names.DEFAULT_RUN_KEY, write_reference=True,
         delegate=False,
     ):
         """Runs the operator from Python.
@@ -343,7 +346,7 @@ class FindCrossDuplicates(base.RunOperator):
         if mode == "union" or ctx.params.get("write_reference", True):
             find_forms.others_replaced_notice(
                 inputs, [d for d in picked if d in others],
-                ctx.params.get("run_key") or core.DEFAULT_RUN_KEY,
+                ctx.params.get("run_key") or field_names.DEFAULT_RUN_KEY,
             )
         inputs.bool("open_view", default=True, label="Show the matches when done")
         forms.executor_inputs(ctx, inputs)
@@ -361,8 +364,8 @@ class FindCrossDuplicates(base.RunOperator):
         def work(progress):
             others = [fo.load_dataset(name) for name in names]
             if mode == "union":
-                return core.find_duplicates([view] + others, progress=progress, **kwargs)
-            return core.find_cross_duplicates(view, others, progress=progress, **kwargs)
+                return find.find_duplicates([view] + others, progress=progress, **kwargs)
+            return find.find_cross_duplicates(view, others, progress=progress, **kwargs)
 
         return work
 
@@ -373,7 +376,7 @@ class FindCrossDuplicates(base.RunOperator):
         from fiftyone_dedup.engine import review
 
         view = ctx.target_view()
-        run_key = ctx.params.get("run_key") or core.DEFAULT_RUN_KEY
+        run_key = ctx.params.get("run_key") or field_names.DEFAULT_RUN_KEY
         summary = results.summary
         shown = ctx.params.get("open_view", True) and summary["num_cross"]
         if shown:

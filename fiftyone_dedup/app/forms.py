@@ -17,7 +17,9 @@ from fiftyone_dedup import options
 from fiftyone_dedup.algorithms import encoders
 from fiftyone_dedup.algorithms import models
 from fiftyone_dedup.app import appui
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import field_names
+from fiftyone_dedup.engine import runs
+from fiftyone_dedup.engine import samples
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +305,7 @@ def model_and_field(params, spec, view):
     return model, field
 
 
-def run_key_input(ctx, inputs, view, default=core.DEFAULT_RUN_KEY):
+def run_key_input(ctx, inputs, view, default=field_names.DEFAULT_RUN_KEY):
     """The run key; flags one held by something else, notes a replaced run."""
     prop = inputs.str(
         "run_key",
@@ -321,11 +323,11 @@ def run_key_input(ctx, inputs, view, default=core.DEFAULT_RUN_KEY):
         return
     try:
         options.validate_run_key(run_key)
-        core.check_run_key_free(view, run_key)
+        samples.check_run_key_free(view, run_key)
     except ValueError as e:
         mark_invalid(prop, str(e))
         return
-    if run_key in core.list_runs(view):
+    if run_key in runs.list_runs(view):
         inputs.view(
             "replace_notice",
             types.Notice(
@@ -370,7 +372,7 @@ def run_label(dataset, key):
     try:
         info = dataset.get_run_info(key)
         cfg = info.config
-        summary = core.load_run(dataset, key).summary
+        summary = runs.load_run(dataset, key).summary
     except Exception:  # noqa: BLE001 - an unreadable run is still offered
         return key
     when = info.timestamp.strftime("%Y-%m-%d %H:%M") if info.timestamp else "?"
@@ -383,7 +385,7 @@ def run_label(dataset, key):
 
 def runs_newest_first(dataset):
     """The dataset's duplicates runs, newest first."""
-    keys = core.list_runs(dataset)
+    keys = runs.list_runs(dataset)
 
     def when(key):
         ts = dataset.get_run_info(key).timestamp

@@ -14,7 +14,7 @@ import fiftyone.operators.types as types
 from fiftyone_dedup.app import appui
 from fiftyone_dedup.app import base
 from fiftyone_dedup.app import forms
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import field_names
 from fiftyone_dedup.moves import actions
 from fiftyone_dedup.moves import fileops
 
@@ -166,7 +166,7 @@ class MoveDuplicates(base.RunOperator):
         self,
         sample_collection,
         duplicates_dir,
-        run_key=core.DEFAULT_RUN_KEY,
+        run_key=field_names.DEFAULT_RUN_KEY,
         labels="keep",
         on_samples="keep",
         tag="moved",
@@ -273,7 +273,7 @@ class MoveDuplicates(base.RunOperator):
             return actions.move_duplicates(
                 view,
                 params["duplicates_dir"],
-                run_key=params.get("run_key", core.DEFAULT_RUN_KEY),
+                run_key=params.get("run_key", field_names.DEFAULT_RUN_KEY),
                 labels=params.get("labels", "keep"),
                 on_samples=params.get("on_samples", "keep"),
                 tag=params.get("tag", "moved") or None,

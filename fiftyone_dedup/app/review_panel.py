@@ -13,7 +13,8 @@ from fiftyone import ViewField as F
 
 from fiftyone_dedup.algorithms import encoders
 from fiftyone_dedup.app import forms
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import field_names
+from fiftyone_dedup.engine import runs
 from fiftyone_dedup.engine import decisions
 from fiftyone_dedup.engine import review
 
@@ -26,7 +27,7 @@ PANEL_NAME = "dedup_review"
 MOVE_OPERATOR = "@fiftyone_dedup/dedup/move_duplicates"
 
 _DECISION_TEXT = {
-    core.ROLE_DUPLICATE: "duplicate: moves with the next move",
+    field_names.ROLE_DUPLICATE: "duplicate: moves with the next move",
     decisions.ROLE_NOT_DUPLICATE: "not a duplicate: never moves",
 }
 
@@ -103,7 +104,7 @@ class ReviewPanel(foo.Panel):
 
     def _groups(self, ctx):
         run_key = ctx.panel.state.run_key
-        if not run_key or run_key not in core.list_runs(ctx.dataset):
+        if not run_key or run_key not in runs.list_runs(ctx.dataset):
             return run_key, []
         return run_key, decisions.review_groups(ctx.dataset, run_key)
 
@@ -162,7 +163,7 @@ class ReviewPanel(foo.Panel):
         """A bar clicked: the grid shows the pairs whose recorded score lies
         in its bin, and the panel steps to the first of their groups."""
         run_key, groups = self._groups(ctx)
-        results = core.load_run(ctx.dataset, run_key)
+        results = runs.load_run(ctx.dataset, run_key)
         hist = results.histogram
         try:
             lo, hi = bin_of(hist, ctx.params.get("idx", -1))
@@ -183,7 +184,7 @@ class ReviewPanel(foo.Panel):
                 "verification, are counted, not grouped", variant="info")
             return
         ctx.panel.state.index = hits[0][0]
-        group_f = core.output_fields(run_key, results.config.metric)[0]
+        group_f = field_names.output_fields(run_key, results.config.metric)[0]
         view = ctx.dataset.match(F(group_f).is_in([g for _, g in hits])).sort_by(group_f)
         ctx.ops.set_view(view=view)
         ctx.ops.notify(f"{n} pair(s) at {text}, in {len(hits)} group(s)")
@@ -263,7 +264,7 @@ class ReviewPanel(foo.Panel):
 
     def _histogram(self, ctx, panel, run_key):
         """The run's distance histogram; a click on a bar shows its pairs."""
-        hist = core.load_run(ctx.dataset, run_key).histogram
+        hist = runs.load_run(ctx.dataset, run_key).histogram
         if not hist:
             return
         fig = review.histogram_figure(hist)
@@ -280,7 +281,7 @@ class ReviewPanel(foo.Panel):
 
     def render(self, ctx):
         panel = types.Object()
-        keys = core.list_runs(ctx.dataset) if ctx.dataset else []
+        keys = runs.list_runs(ctx.dataset) if ctx.dataset else []
         if not keys:
             panel.md("No duplicates runs: run **Dedup: find duplicates** first.", name="empty")
             return types.Property(panel, view=types.GridView(orientation="vertical"))

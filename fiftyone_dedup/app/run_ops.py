@@ -12,7 +12,8 @@ import fiftyone.operators.types as types
 from fiftyone_dedup.app import appui
 from fiftyone_dedup.app import base
 from fiftyone_dedup.app import forms
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import field_names
+from fiftyone_dedup.engine import runs
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class ShowDistanceHistogram(foo.Operator):
         return types.Property(inputs, view=types.View(label="Plot match distances"))
 
     def execute(self, ctx):
-        results = core.load_run(ctx.dataset, ctx.params["run_key"])
+        results = runs.load_run(ctx.dataset, ctx.params["run_key"])
         if not results.histogram:
             raise ValueError(
                 f"Run '{ctx.params['run_key']}' recorded no histogram; run it "
@@ -108,7 +109,7 @@ class ShowDuplicates(foo.Operator):
     def execute(self, ctx):
         role = ctx.params.get("role", "all")
         run_key = ctx.params["run_key"]
-        view = core.duplicates_view(
+        view = runs.duplicates_view(
             ctx.dataset, run_key, role=None if role == "all" else role,
             dynamic=bool(ctx.params.get("grouped", False)),
         )
@@ -131,7 +132,7 @@ class ClearDuplicates(foo.Operator):
             "(images and encodings are untouched)",
         )
 
-    def __call__(self, sample_collection, run_key=core.DEFAULT_RUN_KEY):
+    def __call__(self, sample_collection, run_key=field_names.DEFAULT_RUN_KEY):
         """Deletes a run through the operator.
 
         Args:
@@ -146,7 +147,7 @@ class ClearDuplicates(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         run_key = forms.existing_run_input(ctx, inputs)
-        if run_key is not None and run_key in core.list_runs(ctx.dataset):
+        if run_key is not None and run_key in runs.list_runs(ctx.dataset):
             cfg = ctx.dataset.get_run_info(run_key).config
             inputs.view(
                 "clear_notice",
@@ -159,6 +160,6 @@ class ClearDuplicates(foo.Operator):
 
     def execute(self, ctx):
         run_key = ctx.params["run_key"]
-        core.delete_run(ctx.dataset, run_key)
+        runs.delete_run(ctx.dataset, run_key)
         ctx.ops.reload_dataset()
         return {"deleted": run_key}
