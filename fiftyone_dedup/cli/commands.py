@@ -25,11 +25,12 @@ import os
 import sys
 
 from fiftyone_dedup.cli.flags import PARAM_FLAGS, flag_for, one_line
-from fiftyone_dedup.cli.parser import PROG, UsageError
+from fiftyone_dedup.cli.parser import PROG, Parser, UsageError
 
 logger = logging.getLogger("fiftyone_dedup")
 
-__all__ = ["PARAM_FLAGS", "PROG", "flag_for", "main"]
+# PARAM_FLAGS, flag_for and Parser are kept here for their callers
+__all__ = ["PARAM_FLAGS", "PROG", "Parser", "UsageError", "flag_for", "main"]
 
 
 def _configure_logging(verbose):
