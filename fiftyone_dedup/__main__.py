@@ -2,6 +2,6 @@
 
 import sys
 
-from fiftyone_dedup.cli.commands import main
+from fiftyone_dedup.cli import main
 
 sys.exit(main())

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 
 from fiftyone_dedup.algorithms import encoders
+from fiftyone_dedup.cli import flags
 from fiftyone_dedup.engine import encodings_io as eio
 
 
@@ -50,17 +51,25 @@ def test_round_trip_is_lossless(tmp_path):
     back = eio.read(eio.write(tmp_path / "e.json", enc))
     assert back.encoder == "cnn" and back.model == "efficientnet-lite0"
     s = back.sets[0]
-    assert (s.name, s.root, s.encodings, s.stamps) == ("d1", "/data/d1", {"a.jpg": [0.125, -1.5, 3e-7]}, {"a.jpg": "10:20"})
+    assert (s.name, s.root, s.encodings, s.stamps) == (
+        "d1", "/data/d1", {"a.jpg": [0.125, -1.5, 3e-7]}, {"a.jpg": "10:20"}
+    )
 
 
 def test_other_encoder_or_model_is_refused(tmp_path):
     hashes = eio.read(_write(tmp_path / "h.json", {"a.jpg": "00ff00ff00ff00ff"}))
-    with pytest.raises(eio.EncodingsFileError, match="holds hashes, but this run uses --encoder CNN"):
+    with pytest.raises(eio.EncodingsFileError) as err:
         eio.check_compatible(hashes, encoders.get_encoder("cnn"))
-    ours = eio.Encodings("hash", "phash", None, [eio.EncodingsSet("d", None, {"a.jpg": "00ff00ff00ff00ff"})])
+    # the engine names the parameter; the command line shows it as its flag
+    assert "holds hashes, but this run uses --encoder CNN" in flags.user_text(err.value)
+    ours = eio.Encodings(
+        "hash", "phash", None, [eio.EncodingsSet("d", None, {"a.jpg": "00ff00ff00ff00ff"})]
+    )
     with pytest.raises(eio.EncodingsFileError, match="made with encoder phash"):
         eio.check_compatible(ours, encoders.get_encoder("dhash"))
-    vecs = eio.Encodings("embedding", "cnn", "mobilenet", [eio.EncodingsSet("d", None, {"a": [1.0, 2.0]})])
+    vecs = eio.Encodings(
+        "embedding", "cnn", "mobilenet", [eio.EncodingsSet("d", None, {"a": [1.0, 2.0]})]
+    )
     with pytest.raises(eio.EncodingsFileError, match="made with model mobilenet"):
         eio.check_compatible(vecs, encoders.get_encoder("cnn"), model="efficientnet-lite0")
     with pytest.raises(eio.EncodingsFileError, match="2-d embeddings"):
@@ -86,8 +95,16 @@ def test_other_encoder_or_model_is_refused(tmp_path):
         ('{"a.jpg": [1, %s]}' % ("9" * 5000), "a number with thousands of digits"),
         ('{"a.jpg": ' + "[" * 50000 + "]" * 50000 + "}", "nested too deeply"),
         ('{"a\\udc80.jpg": "00ff00ff00ff00ff"}', "not valid Unicode"),
-        ('{"format": "fiftyone-dedup-encodings", "version": 1, "encoder": "dhash", "datasets": [{"root": "/a\\udc80", "encodings": {}}]}', "root is not valid Unicode"),
-        ('{"format": "fiftyone-dedup-encodings", "version": 1, "encoder": "dhash", "datasets": [{"root": "rel", "encodings": {}}]}', "absolute path"),
+        (
+            '{"format": "fiftyone-dedup-encodings", "version": 1, "encoder": "dhash", '
+            '"datasets": [{"root": "/a\\udc80", "encodings": {}}]}',
+            "root is not valid Unicode",
+        ),
+        (
+            '{"format": "fiftyone-dedup-encodings", "version": 1, "encoder": "dhash", '
+            '"datasets": [{"root": "rel", "encodings": {}}]}',
+            "absolute path",
+        ),
     ],
 )
 def test_bad_files_name_the_file_and_problem(tmp_path, content, message):
@@ -123,21 +140,34 @@ def test_stale_reasons():
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(max_size=20), children, max_size=5)
+    ),
     max_leaves=30,
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     payload=st.one_of(
         _json,
-        st.dictionaries(st.text(max_size=30), st.one_of(st.text(max_size=20), st.lists(st.floats(), max_size=4))),
+        st.dictionaries(
+            st.text(max_size=30),
+            st.one_of(st.text(max_size=20), st.lists(st.floats(), max_size=4)),
+        ),
         st.fixed_dictionaries({
             "format": st.just("fiftyone-dedup-encodings"),
             "version": st.one_of(st.just(1), st.integers()),
             "encoder": st.one_of(st.just("dhash"), st.text(max_size=5), st.none()),
-            "datasets": st.lists(st.dictionaries(st.sampled_from(["name", "root", "encodings", "stamps"]), _json), max_size=3),
+            "datasets": st.lists(
+                st.dictionaries(
+                    st.sampled_from(["name", "root", "encodings", "stamps"]), _json
+                ),
+                max_size=3,
+            ),
         }),
     )
 )

@@ -188,24 +188,9 @@ def make_demo_dataset(directory):
 
 def build_parser():
     """The argument parser of ``fiftyone-dedup demo``."""
-    from fiftyone_dedup.cli.commands import Parser
+    from fiftyone_dedup.cli import parser
 
-    p = Parser(
-        prog="fiftyone-dedup demo",
-        description=(
-            "Build a small COCO-labeled dataset with planted near-duplicates "
-            "from photos that installed packages ship, and run the whole "
-            "flow on it."
-        ),
-    )
-    p.add_argument(
-        "--dir", default="fiftyone_dedup_demo", metavar="DIR",
-        help="where to write the demo dataset (default: ./fiftyone_dedup_demo)",
-    )
-    p.add_argument("--encoder", default="CNN", help="the encoder (default: CNN)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="more logging")
-    return p
+    return parser.build_demo_parser()
 
 
 def _earlier_demo_dataset(name):
@@ -223,7 +208,8 @@ def run(args):
     Returns:
         the report dict
     """
-    from fiftyone_dedup.cli import commands as cli
+    from fiftyone_dedup.cli import find
+    from fiftyone_dedup.cli import parser
 
     made = make_demo_dataset(args.dir)
     print(
@@ -243,7 +229,7 @@ def run(args):
         argv.append("--quiet")
     if _earlier_demo_dataset("fiftyone-dedup-demo"):
         argv.append("--overwrite_dataset")  # an earlier demo's, in another folder
-    rep = cli.run(cli.build_parser().parse_args(argv))
+    rep = find.run(parser.build_parser().parse_args(argv))
     data = os.path.join(made["dir"], "data")
     group_of = {}
     for i, g in enumerate(rep["groups"]):

@@ -63,7 +63,8 @@ def contact_sheet(group, score_name="distance"):
         draw.rectangle((x - 2, PAD - 2, x + THUMB + 1, PAD + THUMB + 1), outline=color, width=3)
         draw.text((x, PAD + THUMB + 4), text, fill=color)
         name = os.path.basename(path)
-        draw.text((x, PAD + THUMB + 18), name if len(name) <= 28 else name[:25] + "...", fill=(60, 60, 60))
+        shown = name if len(name) <= 28 else name[:25] + "..."
+        draw.text((x, PAD + THUMB + 18), shown, fill=(60, 60, 60))
     return sheet
 
 

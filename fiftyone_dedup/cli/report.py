@@ -44,7 +44,7 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
     source = {}
     if dataset.has_sample_field(SOURCE_FIELD):
         source = dict(zip(*dataset.values(["id", SOURCE_FIELD])))
-    score_name = "distance" if spec.is_hash else "similarity"
+    score_name = spec.score_name
 
     out_groups = []
     num_cross = 0
@@ -135,7 +135,9 @@ def summary_table(report):
     if len(report.get("dirs") or []) > 1:
         rows.append(("cross-folder duplicates", s.get("num_cross", 0)))
     for key, label in (
-        ("num_moved", "moved"), ("num_planned", "would move"), ("num_not_moved", "not moved (see report)"),
+        ("num_moved", "moved"),
+        ("num_planned", "would move"),
+        ("num_not_moved", "not moved (see report)"),
     ):
         if key in s and (key != "num_not_moved" or s[key]):
             rows.append((label, s[key]))

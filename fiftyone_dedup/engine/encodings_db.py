@@ -128,16 +128,14 @@ def export_encodings(dataset, dirs, data_dir, field, spec, model=None):
             if src != d or value is None:
                 continue
             name = os.path.relpath(path, base)
-            enc[name] = list(map(float, value)) if not spec.is_hash else value
+            enc[name] = list(map(float, value)) if spec.uses_model else value
             stamp = decode.file_stamp(path)
             if stamp:
                 stamps[name] = stamp
-        sets.append(
-            encodings_io.EncodingsSet(os.path.basename(d.rstrip(os.sep)) or "root", base, enc, stamps)
-        )
-    merged = encodings_io.merge(
-        [encodings_io.Encodings("hash" if spec.is_hash else "embedding", spec.name, model, [s]) for s in sets]
-    )
+        set_name = os.path.basename(d.rstrip(os.sep)) or "root"
+        sets.append(encodings_io.EncodingsSet(set_name, base, enc, stamps))
     if not sets:
-        merged = encodings_io.Encodings("hash" if spec.is_hash else "embedding", spec.name, model)
-    return merged
+        return encodings_io.Encodings(spec.kind, spec.name, model)
+    return encodings_io.merge(
+        [encodings_io.Encodings(spec.kind, spec.name, model, [s]) for s in sets]
+    )

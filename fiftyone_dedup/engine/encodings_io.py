@@ -26,6 +26,8 @@ import logging
 import math
 import os
 
+from fiftyone_dedup.options import ParameterError
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "fiftyone-dedup-encodings"
@@ -34,6 +36,11 @@ VERSION = 1
 
 class EncodingsFileError(ValueError):
     """An encodings file cannot be used; the message names the file."""
+
+
+class EncodingsParameterError(ParameterError, EncodingsFileError):
+    """Encodings that do not fit a parameter of the run (such as the
+    encoder); names it (see :class:`fiftyone_dedup.options.ParameterError`)."""
 
 
 class EncodingsSet:
@@ -254,7 +261,9 @@ def read(path):
     except json.JSONDecodeError as e:
         raise EncodingsFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     except RecursionError:
-        raise EncodingsFileError(f"{path}: JSON nested too deeply to be an encodings file") from None
+        raise EncodingsFileError(
+            f"{path}: JSON nested too deeply to be an encodings file"
+        ) from None
     except ValueError as e:  # Python refuses integers of over 4300 digits
         why = "a number with thousands of digits" if "digits" in str(e) else _first_line(e)
         raise EncodingsFileError(f"{path}: not usable as encodings ({why})") from None
@@ -284,7 +293,8 @@ def _first_line(e):
 def _read_ours(path, data, written_at):
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
-        if isinstance(version, int) and not isinstance(version, bool) and len(str(abs(version))) > 20:
+        digits = len(str(abs(version))) if isinstance(version, int) else 0
+        if not isinstance(version, bool) and digits > 20:
             version = f"{str(version)[:12]}... ({len(str(abs(version)))} digits)"
         raise EncodingsFileError(f"{path}: unsupported version {version!r} (this reads {VERSION})")
     encoder = data.get("encoder")
@@ -383,11 +393,10 @@ def check_compatible(encodings, spec, model=None, dim=None, path="encodings"):
     Raises:
         EncodingsFileError: saying what made the file and what the run uses
     """
-    want = "hash" if spec.is_hash else "embedding"
-    if encodings.kind != want:
+    if encodings.kind != spec.kind:
         made = "hashes" if encodings.kind == "hash" else "CNN embeddings"
-        raise EncodingsFileError(
-            f"{path} holds {made}, but this run uses --encoder {spec.label}"
+        raise EncodingsParameterError(
+            "encoder", f"{path} holds {made}, but this run uses encoder {spec.label}"
         )
     if encodings.encoder and encodings.encoder.lower() != spec.name:
         raise EncodingsFileError(
@@ -504,6 +513,7 @@ def stale_reason(set_, rel_name, current_stamp, current_mtime):
         return None if stored == current_stamp else "changed"
     # imagededup files carry no stamps: a file modified after the encodings
     # file was written may have changed
-    if set_.written_at is not None and current_mtime is not None and current_mtime > set_.written_at:
+    written = set_.written_at
+    if written is not None and current_mtime is not None and current_mtime > written:
         return "changed"
     return None

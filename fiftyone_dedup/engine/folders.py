@@ -1,28 +1,38 @@
 """Folders of images, labeled or not, as a persistent FiftyOne dataset.
 
 The command line works on folders the way the script it grew from did: each
-``-d DIR`` is a dataset whose images are in ``DIR/data`` (or directly in
-``DIR`` with ``--no_data_dir``), with annotations beside them in one of the
-formats FiftyOne reads (or none, with ``--no_annot``). All folders of a run go
-into one persistent FiftyOne dataset, each sample remembering its folder in
-``source_dir``; a later run on the same folders updates that dataset in place
-(new files added, removed files dropped, labels re-read and replaced), so
-stored encodings of unchanged files are reused.
+folder is a dataset whose images are in ``DIR/data`` (or directly in
+``DIR`` with ``data_dir=False``), with annotations beside them in one of the
+formats FiftyOne reads (or none, with ``annotations=False``). All folders of
+a run go into one persistent FiftyOne dataset, each sample remembering its
+folder in ``source_dir``; a later run on the same folders updates that
+dataset in place (new files added, removed files dropped, labels re-read and
+replaced), so stored encodings of unchanged files are reused.
 
 What this tool writes is never scanned as data: duplicates folders (any
-folder holding a move manifest), galleries of ``--display_duplicates`` and
-the folders passed in ``exclude``. A dataset this module did not make from
-the same folders is never changed unless ``overwrite=True``.
+folder holding a move manifest, see :mod:`fiftyone_dedup.engine.outputs`),
+galleries of duplicates and the folders passed in ``exclude``. A dataset
+this module did not make from the same folders is never changed unless
+``overwrite=True``.
 """
 
 import hashlib
-import json
 import logging
 import os
 
 import fiftyone as fo
 
+from fiftyone_dedup.engine import outputs
+from fiftyone_dedup.engine.errors import FolderError, FolderParameterError
+
 logger = logging.getLogger(__name__)
+
+# kept here for their callers: the folders this tool wrote, the run lock
+output_folder_kind = outputs.output_folder_kind
+enclosing_output_folder = outputs.enclosing_output_folder
+run_lock = outputs.run_lock
+hold_run_lock = outputs.hold_run_lock
+write_json = outputs.write_json
 
 #: file extensions scanned as images (case-insensitive)
 IMAGE_EXTENSIONS = frozenset(
@@ -60,10 +70,6 @@ _MAGIC = (
 )
 
 
-class FolderError(ValueError):
-    """A folder cannot be used; the message says what was expected."""
-
-
 def looks_like_image(path):
     """Whether a file without an image extension starts like an image.
 
@@ -73,12 +79,8 @@ def looks_like_image(path):
     Returns:
         True/False
     """
-    if not os.path.isfile(path):  # a FIFO or device is never opened
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
+    head = _head(path)
+    if head is None:
         return False
     if head.startswith(b"RIFF"):
         return head[8:12] == b"WEBP"
@@ -106,71 +108,6 @@ def _utf8_ok(path):
         return True
     except UnicodeEncodeError:
         return False
-
-
-#: the ``<title>`` of the gallery page :mod:`fiftyone_dedup.cli.gallery` writes
-_GALLERY_TITLE = b"<title>fiftyone-dedup: duplicates</title>"
-
-
-def output_folder_kind(directory, names=None):
-    """Whether a folder is one that this tool wrote, and which kind.
-
-    Args:
-        directory: a folder path
-        names (None): the names of the files in it, if already listed
-
-    Returns:
-        ``"duplicates folder"`` (it holds a move manifest), ``"gallery"``
-        (a ``--display_duplicates`` page), or None
-    """
-    from fiftyone_dedup.moves import manifest as mf
-
-    if names is None:
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            return None
-    if any(n.startswith(mf.PREFIX) and n.endswith(mf.SUFFIX) for n in names):
-        return "duplicates folder"
-    if "index.html" in names:
-        try:
-            with open(os.path.join(directory, "index.html"), "rb") as f:
-                if _GALLERY_TITLE in f.read(4096):
-                    return "gallery"
-        except OSError:
-            pass
-    return None
-
-
-def enclosing_output_folder(folder, cache=None):
-    """The duplicates folder a folder lies in (itself or an ancestor), if any.
-
-    Args:
-        folder: a folder path
-        cache (None): a dict reused across calls (folder -> answer)
-
-    Returns:
-        the duplicates folder's path, or None
-    """
-    cache = {} if cache is None else cache
-    folder = os.path.abspath(folder)
-    seen = []
-    found = None
-    while True:
-        if folder in cache:
-            found = cache[folder]
-            break
-        seen.append(folder)
-        if output_folder_kind(folder) == "duplicates folder":
-            found = folder
-            break
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    for f in seen:
-        cache[f] = found
-    return found
 
 
 def scan_images(directory, exclude=(), skipped=None, outputs=None):
@@ -254,13 +191,20 @@ def _unusable_reason(path):
     return None
 
 
-def _sniff_format(path):
+def _head(path):
+    """A file's first 16 bytes, or None when it is no regular readable file."""
     if not os.path.isfile(path):  # a FIFO or device is never opened
         return None
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            return f.read(16)
     except OSError:
+        return None
+
+
+def _sniff_format(path):
+    head = _head(path)
+    if head is None:
         return None
     for magic, name in (
         (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"),
@@ -323,10 +267,11 @@ def check_dirs(dirs, data_dir=True):
         if data_dir:
             data = images_dir(path, True)
             if not os.path.isdir(data):
-                raise FolderError(
+                raise FolderParameterError(
+                    "data_dir",
                     f"No 'data' folder in {path}: expected the images in "
-                    f"{data} (pass --no_data_dir if they are directly in the "
-                    "folder)"
+                    f"{data} (pass data_dir=False if they are directly in the "
+                    "folder)",
                 )
         if path in out:
             raise FolderError(f"Folder given twice: {path}")
@@ -360,56 +305,6 @@ def default_dataset_name(dirs):
     if len(names) > 60:
         names = names[:60]
     return f"fiftyone-dedup-{names}-{digest}"
-
-
-def _lock_key(name):
-    # the same dataset name in another database is another dataset
-    return f"{fo.config.database_uri or ''}|{fo.config.database_name}|{name}"
-
-
-def run_lock(name):
-    """The lock a command-line run holds on its dataset from start to end, so
-    that a second run on the same dataset is refused instead of racing it.
-
-    Args:
-        name: the dataset name
-
-    Returns:
-        a :class:`fiftyone_dedup.moves.locks.FileLock`
-    """
-    from fiftyone_dedup.moves import locks
-
-    return locks.FileLock(locks.keyed_lock_path("run", _lock_key(name)), f"dataset '{name}'")
-
-
-def hold_run_lock(name):
-    """Takes :func:`run_lock` or refuses.
-
-    Args:
-        name: the dataset name
-
-    Returns:
-        the held lock; release it with ``.release()``
-
-    Raises:
-        FolderError: naming the other run
-    """
-    from fiftyone_dedup.moves import locks
-
-    lock = run_lock(name)
-    try:
-        return lock.acquire()
-    except locks.LockError:
-        try:
-            with open(lock.path, encoding="utf-8", errors="replace") as f:
-                holder = f.read(200).strip()
-        except OSError:
-            holder = ""
-        raise FolderError(
-            f"Another fiftyone-dedup run is working on dataset '{name}'"
-            + (f" ({holder})" if holder else "")
-            + "; wait for it to finish and run again"
-        ) from None
 
 
 def dataset_not_ours(name, dirs):
@@ -613,9 +508,10 @@ def _open_dataset(name, dirs, data_dir):
         return _new_dataset(name, dirs, data_dir)
     dataset = fo.load_dataset(name)
     if dataset.media_type not in (None, "image"):
-        raise FolderError(
+        raise FolderParameterError(
+            "name",
             f"Dataset '{name}' exists and does not hold images; choose "
-            "another --dataset name"
+            "another dataset name",
         )
     if dataset.media_type is None and dataset.count("id") > 0:
         # an interrupted run added samples but not the dataset's media type;
@@ -627,22 +523,3 @@ def _open_dataset(name, dirs, data_dir):
         dataset.delete()
         return _new_dataset(name, dirs, data_dir)
     return dataset
-
-
-def write_json(path, obj):
-    """Writes JSON atomically (to a temporary file, then renamed).
-
-    Args:
-        path: the destination
-        obj: a JSON-serializable object
-    """
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

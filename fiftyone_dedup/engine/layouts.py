@@ -2,7 +2,7 @@
 
 A dataset folder holds its images in ``data/`` and its annotations beside
 them in a format FiftyOne reads. The layout is detected from the files
-present, or named (``--dataset_type``); a folder that matches none gets a
+present, or named (``dataset_type``); a folder that matches none gets a
 message listing what each layout expects.
 """
 
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import fiftyone as fo
 
+from fiftyone_dedup.engine.errors import FolderError, FolderParameterError
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,7 +24,7 @@ class Layout:
     """A labeled dataset layout.
 
     Attributes:
-        name: the name users pass as ``--dataset_type``
+        name: the name users pass as ``dataset_type``
         fo_type: the ``fiftyone.types`` class name
         expects: what files the layout has, for messages
         label_kind: ``"detections"``, ``"classification"`` or ``"dataset"``
@@ -43,7 +45,10 @@ class Layout:
 LAYOUTS = {
     layout.name: layout
     for layout in (
-        Layout("coco", "COCODetectionDataset", "data/ + labels.json (COCO: 'images', 'annotations')"),
+        Layout(
+            "coco", "COCODetectionDataset",
+            "data/ + labels.json (COCO: 'images', 'annotations')",
+        ),
         Layout("voc", "VOCDetectionDataset", "data/ + labels/*.xml (Pascal VOC)"),
         Layout("yolov5", "YOLOv5Dataset", "dataset.yaml + images/<split>/ + labels/<split>/*.txt"),
         Layout("yolov4", "YOLOv4Dataset", "obj.names + data/ with a .txt beside each image"),
@@ -135,27 +140,27 @@ def resolve_layout(directory, data_dir=True, dataset_type=None):
         a :class:`Layout`
 
     Raises:
-        ValueError: if the name is unknown, or no layout matches, with what
-            each layout expects
+        FolderParameterError: if the name is unknown (``dataset_type``), or
+            no layout matches (``annotations``), with what each layout expects
     """
-    from fiftyone_dedup.engine.folders import FolderError
-
     if dataset_type is not None:
         layout = LAYOUTS.get(str(dataset_type).lower())
         if layout is None:
-            raise FolderError(
-                f"Unknown --dataset_type {dataset_type!r}; expected one of "
-                f"{', '.join(LAYOUTS)}"
+            raise FolderParameterError(
+                "dataset_type",
+                f"Unknown dataset_type {dataset_type!r}; expected one of "
+                f"{', '.join(LAYOUTS)}",
             )
         return layout
 
     layout = detect_layout(directory)
     if layout is None:
-        raise FolderError(
+        raise FolderParameterError(
+            "annotations",
             f"No annotations found in {directory}. Expected one of these "
-            f"layouts:\n{expected_layouts_text()}\nPass --no_annot for a "
+            f"layouts:\n{expected_layouts_text()}\nPass annotations=False for a "
             "folder of images without annotations"
-            + ("" if data_dir else " (with --no_data_dir: images directly in the folder)")
+            + ("" if data_dir else " (with data_dir=False: images directly in the folder)"),
         )
     return layout
 
@@ -172,8 +177,6 @@ def import_labels(directory, layout, data_dir=True, progress=None):
     Returns:
         a non-persistent ``fiftyone.Dataset``; delete it when done
     """
-    from fiftyone_dedup.engine.folders import FolderError
-
     kwargs = {}
     if layout.label_kind != "dataset":
         kwargs["label_field"] = "ground_truth"
@@ -207,7 +210,10 @@ def _import_coco(directory, data_dir, progress):
     with open(labels_path, "r", encoding="utf-8") as f:
         coco = json.load(f)
     images = coco.get("images") or []
-    present = [im for im in images if os.path.isfile(os.path.join(data, str(im.get("file_name", ""))))]
+    present = [
+        im for im in images
+        if os.path.isfile(os.path.join(data, str(im.get("file_name", ""))))
+    ]
     missing = [im for im in images if im not in present]
     kwargs = dict(dataset_type=fo.types.COCODetectionDataset, data_path=data,
                   label_field="ground_truth", progress=progress)

@@ -1,0 +1,50 @@
+"""``fiftyone-dedup restore``: undo moves of duplicates."""
+
+import logging
+import os
+
+from fiftyone_dedup.cli.database import connect_database
+from fiftyone_dedup.cli.parser import UsageError
+
+
+def run_restore(args):
+    """Runs ``fiftyone-dedup restore`` on parsed arguments.
+
+    Returns:
+        the :class:`fiftyone_dedup.moves.actions.RestoreResult`
+    """
+    dup = os.path.abspath(os.path.expanduser(args.duplicates_dir))
+    if not os.path.isdir(dup):
+        raise UsageError(f"Duplicates folder not found: {dup}")
+    if args.move_id is not None:
+        _check_move_id(dup, args.move_id)
+    from fiftyone_dedup.moves import actions
+
+    if not args.verbose:
+        logging.getLogger("fiftyone").setLevel(logging.WARNING)
+    connect_database()
+    result = actions.restore(
+        dup,
+        move_id=args.move_id,
+        dataset_name=args.dataset,
+        trusted_roots=args.trust_root,
+        dry_run=args.dry_run,
+        progress=False if args.quiet else True,
+    )
+    print(result.format())
+    errors = [m for m in result.moves if m.get("error")]
+    if errors and not result.num_restored:
+        raise ValueError(errors[0]["error"])
+    return result
+
+
+def _check_move_id(dup, move_id):
+    from fiftyone_dedup.moves import manifest
+
+    names = [os.path.basename(p) for p in manifest.list_manifests(dup)]
+    ids = [n[len(manifest.PREFIX):-len(manifest.SUFFIX)] for n in names]
+    if move_id in ids:
+        return
+    listed = ", ".join(ids[-10:]) + (f" and {len(ids) - 10} older" if len(ids) > 10 else "")
+    there = f"the moves there: {listed}" if ids else "there are no moves there"
+    raise UsageError(f"--move_id {move_id!r}: no such move in {dup}; {there}")
