@@ -60,7 +60,8 @@ def _check_dataset(args, dirs):
 
 
 def _run_locked(args, spec, threshold, dirs, progress, lock):
-    from fiftyone_dedup.engine import core
+    from fiftyone_dedup.engine import encodings
+    from fiftyone_dedup.engine import find
     from fiftyone_dedup.cli import report as report_mod
 
     _check_dataset(args, dirs)
@@ -80,7 +81,7 @@ def _run_locked(args, spec, threshold, dirs, progress, lock):
     if args.encodings_only:
         return _encodings_only(args, view, dataset, dirs, spec, field, progress)
 
-    results = core.find_duplicates(
+    results = find.find_duplicates(
         view,
         threshold=threshold,
         encoder=spec.name,
@@ -194,7 +195,6 @@ def _encode_args(args, spec):
 def _import_encodings(args, dataset, dirs, spec, field):
     import fiftyone.core.fields as fof
 
-    from fiftyone_dedup.engine import core
     from fiftyone_dedup.engine import encodings_db
 
     if args.invariance:
@@ -204,7 +204,7 @@ def _import_encodings(args, dataset, dirs, spec, field):
         # stamped as the run's model, so that the run reuses them
         settings, ftype = f"cnn:{checks.model_name(spec, args)}", fof.VectorField
     else:
-        settings, ftype = core.hash_settings(spec.name, exact=args.exact), None
+        settings, ftype = encodings.hash_settings(spec.name, exact=args.exact), None
     return encodings_db.import_encodings(
         dataset, args.encodings, dirs, not args.no_data_dir, field, settings,
         field_type=ftype,
@@ -212,11 +212,10 @@ def _import_encodings(args, dataset, dirs, spec, field):
 
 
 def _encodings_only(args, view, dataset, dirs, spec, field, progress):
-    from fiftyone_dedup.engine import core
 
-    report = core.compute_encodings(
+    report = encodings.compute_encodings(
         view, encoder=spec, field=field, progress=progress,
-        **core.encode_kwargs(spec, **_encode_args(args, spec)),
+        **encodings.encode_kwargs(spec, **_encode_args(args, spec)),
     )
     path = _write_encodings(args, dataset, dirs, spec, field)
     print(

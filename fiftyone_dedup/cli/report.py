@@ -2,7 +2,7 @@
 
 import os
 
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import encodings
 from fiftyone_dedup.algorithms import encoders
 from fiftyone_dedup.engine import encodings_io
 from fiftyone_dedup.engine.folders import SOURCE_FIELD
@@ -76,7 +76,7 @@ def build_report(dataset, results, encoder, threshold, dirs=None):
 
     failed = [
         {"path": os.path.abspath(f["filepath"]), "error": f["error"]}
-        for f in core.get_failures(dataset, results.config.field)
+        for f in encodings.get_failures(dataset, results.config.field)
     ]
     summary = dict(results.summary)
     summary["num_cross"] = num_cross

@@ -14,7 +14,8 @@ import numpy as np
 
 import fiftyone.core.fields as fof
 
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import field_names
+from fiftyone_dedup.engine import samples
 from fiftyone_dedup.algorithms import decode
 from fiftyone_dedup.engine import encodings_io
 from fiftyone_dedup.engine import folders
@@ -90,13 +91,13 @@ def import_encodings(dataset, encodings, dirs, data_dir, field, settings, field_
     if values:
         for name, ftype in (
             (field, field_type or fof.StringField),
-            (core.error_field(field), fof.StringField),
-            (core.stamp_field(field), fof.StringField),
+            (field_names.error_field(field), fof.StringField),
+            (field_names.stamp_field(field), fof.StringField),
         ):
-            core.ensure_field(dataset, name, ftype)
+            samples.ensure_field(dataset, name, ftype)
         dataset.set_values(field, values, key_field="id")
-        dataset.set_values(core.stamp_field(field), stamps, key_field="id")
-        dataset.set_values(core.error_field(field), errors, key_field="id")
+        dataset.set_values(field_names.stamp_field(field), stamps, key_field="id")
+        dataset.set_values(field_names.error_field(field), errors, key_field="id")
     logger.info(
         "Encodings from files: %d used, %d of changed files and %d of missing "
         "files dropped, %d not in the folders",
