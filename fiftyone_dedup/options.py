@@ -277,7 +277,7 @@ class FindOptions:
         threshold (None): the match threshold; defaults to the encoder's
         run_key ("dedup"): the key of the run and prefix of its fields
         keep ("first"): the keep policy (see
-            :mod:`fiftyone_dedup.algorithms.keep`)
+            :mod:`fiftyone_dedup.engine.keep`)
         priority (None): for ``keep="priority"``, datasets or folders
         grouping ("near"): ``"near"``, ``"components"`` or ``"dbscan"``
         guard ("kept"): ``"kept"`` or ``"complete"``
@@ -348,7 +348,8 @@ class FindOptions:
         Raises:
             ParameterError: naming the first bad parameter
         """
-        from fiftyone_dedup.algorithms import grouping, keep, verify
+        from fiftyone_dedup.algorithms import grouping, verify
+        from fiftyone_dedup.engine import keep
 
         encode = self.encode.validated()
         spec = encode.encoder

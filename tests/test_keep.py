@@ -9,7 +9,7 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 import fiftyone_dedup as fod
-from fiftyone_dedup.algorithms import keep
+from fiftyone_dedup.engine import keep
 
 import helpers
 

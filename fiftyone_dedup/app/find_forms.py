@@ -11,7 +11,7 @@ import fiftyone as fo
 import fiftyone.operators.types as types
 
 from fiftyone_dedup import options
-from fiftyone_dedup.algorithms import keep as keep_policies
+from fiftyone_dedup.engine import keep as keep_policies
 from fiftyone_dedup.app import forms
 from fiftyone_dedup.engine import field_names
 from fiftyone_dedup.engine import runs

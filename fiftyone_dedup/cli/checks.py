@@ -109,7 +109,7 @@ def validate_args(args):
     """
     from fiftyone_dedup.algorithms import encoders
     from fiftyone_dedup.engine import folders
-    from fiftyone_dedup.algorithms import keep
+    from fiftyone_dedup.engine import keep
 
     args.encodings = _read_encodings(args)
     if args.encoder is None:
@@ -249,7 +249,7 @@ def _check_priority(args, dirs):
 def check_keep_field(args, dataset, made_now):
     """--keep max:FIELD / min:FIELD names a numeric field of the dataset; a
     dataset made just now for the run is removed again."""
-    from fiftyone_dedup.algorithms import keep
+    from fiftyone_dedup.engine import keep
 
     try:
         keep.check_field(dataset, args.keep)

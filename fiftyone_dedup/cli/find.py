@@ -20,10 +20,9 @@ def run(args):
     """
     spec, threshold, dirs = checks.validate_args(args)
 
-    from fiftyone_dedup.engine import core  # noqa: F401 - imports FiftyOne
+    import fiftyone  # noqa: F401 - FiftyOne sets its own log level when imported
 
     if not args.verbose:
-        # FiftyOne sets its own log level when imported
         logging.getLogger("fiftyone").setLevel(logging.WARNING)
     progress = False if args.quiet else True
     if args.encodings_only and not dirs:
@@ -60,7 +59,6 @@ def _check_dataset(args, dirs):
 
 
 def _run_locked(args, spec, threshold, dirs, progress, lock):
-    from fiftyone_dedup.engine import encodings
     from fiftyone_dedup.engine import find
     from fiftyone_dedup.cli import report as report_mod
 
@@ -195,6 +193,7 @@ def _encode_args(args, spec):
 def _import_encodings(args, dataset, dirs, spec, field):
     import fiftyone.core.fields as fof
 
+    from fiftyone_dedup.engine import encodings
     from fiftyone_dedup.engine import encodings_db
 
     if args.invariance:
@@ -212,6 +211,7 @@ def _import_encodings(args, dataset, dirs, spec, field):
 
 
 def _encodings_only(args, view, dataset, dirs, spec, field, progress):
+    from fiftyone_dedup.engine import encodings
 
     report = encodings.compute_encodings(
         view, encoder=spec, field=field, progress=progress,

@@ -49,7 +49,7 @@ import time
 import numpy as np
 
 from fiftyone_dedup.algorithms import grouping
-from fiftyone_dedup.algorithms import keep as keep_policies
+from fiftyone_dedup.engine import keep as keep_policies
 from fiftyone_dedup.algorithms import search
 from fiftyone_dedup.engine import embedding_fields
 from fiftyone_dedup.engine import encodings
@@ -128,7 +128,7 @@ def find_duplicates(
             write (FiftyOne Brain's, your own) is used as is
         run_key ("dedup"): the key of the run and prefix of its fields
         keep ("first"): which member of a group stays (see
-            :mod:`fiftyone_dedup.algorithms.keep`): ``"first"``,
+            :mod:`fiftyone_dedup.engine.keep`): ``"first"``,
             ``"largest_resolution"``, ``"largest_file"``, ``"most_labels"``,
             ``"oldest"``, ``"newest"``, ``"priority"``, ``"max:<field>"``,
             ``"min:<field>"``, or a ``ViewExpression`` (highest kept)
