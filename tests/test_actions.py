@@ -379,12 +379,13 @@ def test_disk_filling_up_mid_move_loses_nothing(tmp_path, names, monkeypatch):
 _HOLD = r"""
 import sys, time
 from fiftyone_dedup.moves import actions
-real = actions._move_entry
+from fiftyone_dedup.moves import transfer
+real = transfer.move_out
 def slow(m, e, dup):
     print("moving", flush=True)
     time.sleep(120)
     return real(m, e, dup)
-actions._move_entry = slow
+transfer.move_out = slow
 import fiftyone as fo
 actions.move_duplicates(fo.load_dataset(sys.argv[1]), sys.argv[2])
 """
@@ -450,6 +451,7 @@ def _start_mongod(dbpath, port):
 _DB_LOST = r"""
 import os, signal, sys
 from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import database
 from fiftyone_dedup.engine import core
 from fiftyone_dedup.engine import folders
 mode, root, dup, pidfile = sys.argv[1:5]
@@ -460,11 +462,11 @@ if mode == "setup":
 import fiftyone as fo
 ds = fo.load_dataset("dblost")
 if mode == "kill":
-    real = actions._update_database
+    real = database.update_samples
     def lose_db(*args):
         os.kill(int(open(pidfile).read()), signal.SIGKILL)  # the database dies
         return real(*args)
-    actions._update_database = lose_db
+    database.update_samples = lose_db
 r = actions.move_duplicates(ds, dup)
 print("moved", r.num_moved, len(r.resumed), len(ds.match_tags("moved")))
 """

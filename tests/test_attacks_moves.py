@@ -21,6 +21,8 @@ from fiftyone_dedup.engine import core
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.engine import folders
 from fiftyone_dedup.moves import manifest as mf
+from fiftyone_dedup.moves import journal as jr
+from fiftyone_dedup.moves import paths
 
 import helpers
 import labeled
@@ -92,7 +94,7 @@ def test_annotation_record_naming_an_image_cannot_overwrite_it(tmp_path, names):
     m = mf.read_manifest(path)
     victim = os.path.join(root, "data", "p0.jpg")
     rel = "data/p0.jpg"
-    backup = mf.annotation_backup(m.move_id, 0, rel)
+    backup = paths.annotation_backup(m.move_id, 0, rel)
     other = b"not the photo"
     bpath = os.path.join(dup, *backup.split("/"))
     os.makedirs(os.path.dirname(bpath), exist_ok=True)
@@ -129,15 +131,15 @@ def test_annotation_record_for_a_plain_folder_cannot_overwrite_a_users_file(tmp_
     ds = _load(names, "atk-plain", [root], data_dir=False, annotations=False)
     dup = str(tmp_path / "dups")
     actions.move_duplicates(ds, dup)
-    move_id = mf.new_move_id()
-    backup = mf.annotation_backup(move_id, 0, "labels.json")
+    move_id = paths.new_move_id()
+    backup = paths.annotation_backup(move_id, 0, "labels.json")
     bpath = os.path.join(dup, *backup.split("/"))
     os.makedirs(os.path.dirname(bpath))
     with open(bpath, "wb") as f:
         f.write(b'{"images": [], "annotations": []}')
-    header = mf.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
+    header = jr.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
     header.update(move_id=move_id, roots=[{"path": root, "dest": "other", "layout": "coco", "data_dir": True}])
-    _write(mf.manifest_path(dup, move_id), [
+    _write(paths.manifest_path(dup, move_id), [
         header,
         {"type": "annotation", "a": 0, "root": 0, "path": "labels.json",
          "sha256": fileops.sha256_file(bpath), "backup": backup},
@@ -206,10 +208,10 @@ def test_fresh_manifest_claiming_another_moves_folder_is_refused(tmp_path, names
     another move's and whose `written` record names that move's file."""
     roots, dup, (ds1, ds2) = _two_folder_moves(tmp_path, names)
     target = os.path.join(dup, "m1", "p0_dup.jpg")
-    move_id = mf.new_move_id()
-    header = mf.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
+    move_id = paths.new_move_id()
+    header = jr.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
     header.update(move_id=move_id)
-    _write(mf.manifest_path(dup, move_id), [
+    _write(paths.manifest_path(dup, move_id), [
         header,
         {"type": "planned", "num_files": 0, "num_annotations": 0},
         {"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)},

@@ -10,13 +10,16 @@ from hypothesis import strategies as st
 
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.moves import manifest as mf
+from fiftyone_dedup.moves import journal as jr
+from fiftyone_dedup.moves import model
+from fiftyone_dedup.moves import paths
 
 SHA = "a" * 64
 SID = "0123456789abcdef01234567"
 
 
 def _manifest(move_id="20250101T000000000000Z-abcdef", labels="keep"):
-    return mf.Manifest(
+    return model.Manifest(
         path="<test>",
         move_id=move_id,
         created="2025-01-01T00:00:00+00:00",
@@ -29,23 +32,23 @@ def _manifest(move_id="20250101T000000000000Z-abcdef", labels="keep"):
         tag="moved",
         duplicates_dataset=None,
         label_fields=["ground_truth"],
-        roots=[mf.Root(path="/data/ds", dest="ds", layout="coco", data_dir=True)],
+        roots=[model.Root(path="/data/ds", dest="ds", layout="coco", data_dir=True)],
     )
 
 
 def _records(m, n=3):
-    out = [mf.header_record(m)]
+    out = [jr.header_record(m)]
     for i in range(n):
         kind = "label" if i == n - 1 else "image"
         src = f"data/sub/img {i}.jpg" if kind == "image" else "labels/x.xml"
-        e = mf.FileEntry(
+        e = model.FileEntry(
             n=i, kind=kind, root=0, src=src,
-            dst=mf.destination(m.move_id, m.roots[0], kind, src, m.labels),
+            dst=paths.destination(m.move_id, m.roots[0], kind, src, m.labels),
             sha256=SHA, size=10, mtime_ns=5, sample_ids=[SID], group=1, kept_id=SID, kept_path="/data/ds/data/k.jpg",
         )
-        out.append(mf.file_record(e))
-    out.append(mf.annotation_record(mf.AnnotationEntry(0, 0, "labels.json", SHA, mf.annotation_backup(m.move_id, 0, "labels.json"))))
-    out.append({"type": "samples", "backup": mf.samples_backup(m.move_id), "sha256": SHA, "count": 2})
+        out.append(jr.file_record(e))
+    out.append(jr.annotation_record(model.AnnotationEntry(0, 0, "labels.json", SHA, paths.annotation_backup(m.move_id, 0, "labels.json"))))
+    out.append({"type": "samples", "backup": paths.samples_backup(m.move_id), "sha256": SHA, "count": 2})
     out.append({"type": "planned", "num_files": n, "num_annotations": 1})
     out.append({"type": "moved", "n": 0, "reason": None})
     out.append({"type": "skipped", "n": 1, "reason": "changed"})
@@ -198,11 +201,11 @@ def _check_invariants(m):
     for e in m.files:
         fileops.check_relpath(e.src)
         fileops.check_relpath(e.dst)
-        assert e.dst == mf.destination(m.move_id, m.roots[e.root], e.kind, e.src, m.labels)
+        assert e.dst == paths.destination(m.move_id, m.roots[e.root], e.kind, e.src, m.labels)
         assert fileops.is_sha256(e.sha256)
     for a in m.annotations:
         fileops.check_relpath(a.path)
-        assert a.backup == mf.annotation_backup(m.move_id, a.root, a.path)
+        assert a.backup == paths.annotation_backup(m.move_id, a.root, a.path)
     for rel in m.written:
         fileops.check_relpath(rel)
         assert any(rel.startswith(r.dest + "/") for r in m.roots)

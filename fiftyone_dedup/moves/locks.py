@@ -18,6 +18,8 @@ import socket
 import stat
 import tempfile
 
+from fiftyone_dedup.moves.paths import STATE_DIR
+
 logger = logging.getLogger(__name__)
 
 
@@ -146,3 +148,41 @@ def hold(locks):
     finally:
         for lock in reversed(taken):
             lock.release()
+
+
+def duplicates_dir_lock(duplicates_dir):
+    """The lock of a duplicates folder (a file in its state folder).
+
+    Args:
+        duplicates_dir: the duplicates folder
+
+    Returns:
+        a :class:`FileLock`
+    """
+    return FileLock(
+        os.path.join(duplicates_dir, STATE_DIR, "lock"), f"the duplicates folder {duplicates_dir}"
+    )
+
+
+def dataset_lock(dataset):
+    """The lock of a FiftyOne dataset (by its id).
+
+    Args:
+        dataset: the dataset
+
+    Returns:
+        a :class:`FileLock`
+    """
+    return FileLock(keyed_lock_path("dataset", dataset._doc.id), f"dataset '{dataset.name}'")
+
+
+def folder_lock(path):
+    """The lock of a dataset folder (by its real path).
+
+    Args:
+        path: the folder
+
+    Returns:
+        a :class:`FileLock`
+    """
+    return FileLock(keyed_lock_path("folder", os.path.realpath(path)), f"the folder {path}")
