@@ -81,7 +81,9 @@ def test_move_and_restore_round_trip(tmp_path, names, layout, on_samples):
         made = _plain_folder(root)
     else:
         made = labeled.make_labeled_folder(root, layout)
-    ds = _load(names, f"rt-{layout}", [root], data_dir=made["data_dir"], annotations=layout != "plain")
+    ds = _load(
+        names, f"rt-{layout}", [root], data_dir=made["data_dir"], annotations=layout != "plain"
+    )
     copies = {os.path.join(root, c) for c in made["copies"]}
     assert set(ds.match_tags("duplicate").values("filepath")) == copies
     tree0, db0, n0 = labeled.tree(root), labeled.snapshot(ds), len(ds)
@@ -143,7 +145,9 @@ def test_labels_dropped(tmp_path, names):
         stem = os.path.splitext(c[len("data/"):])[0]
         assert not os.path.exists(os.path.join(root, "labels", stem + ".xml"))
     src = labeled.load_layout(root, "voc")
-    assert len(src) == 4 and not set(src.values("filepath")) & {os.path.join(root, c) for c in made["copies"]}
+    assert len(src) == 4 and not set(src.values("filepath")) & {
+        os.path.join(root, c) for c in made["copies"]
+    }
     src.delete()
     # the moved samples lost their labels
     moved = ds.match_tags("moved")
@@ -165,7 +169,9 @@ def test_coco_labels_dropped_leave_no_annotations(tmp_path, names):
     assert not os.path.exists(os.path.join(dup, "coco", "labels.json"))
     assert all(p.endswith(".jpg") for p in labeled.tree(os.path.join(dup, "coco")))
     coco = json.loads(open(os.path.join(root, "labels.json")).read())
-    assert len(coco["images"]) == 4 and {a["image_id"] for a in coco["annotations"]} <= {i["id"] for i in coco["images"]}
+    assert len(coco["images"]) == 4 and {a["image_id"] for a in coco["annotations"]} <= {
+        i["id"] for i in coco["images"]
+    }
 
 
 def test_dry_run_changes_nothing(tmp_path, names):
@@ -177,7 +183,9 @@ def test_dry_run_changes_nothing(tmp_path, names):
     result = actions.move_duplicates(ds, dup, dry_run=True, on_samples="delete")
     assert result.dry_run and result.num_planned == 2 and result.num_moved == 0
     assert {f["src"] for f in result.files} == {os.path.join(root, c) for c in made["copies"]}
-    assert {f["dst"] for f in result.files} == {os.path.join(dup, "coco", c) for c in made["copies"]}
+    assert {f["dst"] for f in result.files} == {
+        os.path.join(dup, "coco", c) for c in made["copies"]
+    }
     text = result.format()
     assert "Would move 2 image(s)" in text and "labels.json" in text and "deleted" in text
     assert labeled.tree(root) == tree0 and not os.path.exists(dup)
@@ -233,12 +241,16 @@ def test_a_file_another_sample_keeps_is_not_moved(tmp_path, names):
     ds = fo.Dataset()
     names.append(ds.name)
     # the copy is also the file of a sample outside the run, which stays
-    ds.add_samples([fo.Sample(filepath=os.path.join(root, p)) for p in paths] + [fo.Sample(filepath=copy)])
+    ds.add_samples(
+        [fo.Sample(filepath=os.path.join(root, p)) for p in paths] + [fo.Sample(filepath=copy)]
+    )
     core.find_duplicates(ds.limit(len(paths)), threshold=10, num_workers=0)
     assert len(ds.match_tags("duplicate")) == 1
     result = actions.move_duplicates(ds, str(tmp_path / "dups"))
     assert result.num_moved == 0
-    assert [s["reason"] for s in result.skipped] == [f"also the file of sample {ds.last().id}, which stays"]
+    assert [s["reason"] for s in result.skipped] == [
+        f"also the file of sample {ds.last().id}, which stays"
+    ]
     assert os.path.exists(copy)
 
 
@@ -355,7 +367,11 @@ def test_disk_filling_up_mid_move_loses_nothing(tmp_path, names, monkeypatch):
         for rel, sha in tree0.items():
             if not rel.startswith("data/"):
                 continue
-            here = [p for p in (os.path.join(root, rel), os.path.join(small, "coco", rel)) if os.path.exists(p)]
+            here = [
+                p
+                for p in (os.path.join(root, rel), os.path.join(small, "coco", rel))
+                if os.path.exists(p)
+            ]
             assert len(here) == 1 and fileops.sha256_file(here[0]) == sha, rel
         os.remove(filler)
         monkeypatch.setattr(fileops, "copy_verified", real_copy)
@@ -363,7 +379,9 @@ def test_disk_filling_up_mid_move_loses_nothing(tmp_path, names, monkeypatch):
         # into the same folder (never split between coco and coco-2)
         result = actions.move_duplicates(ds, small)
         assert len(result.resumed) == 1
-        assert sorted(n for n in os.listdir(small) if not n.startswith((".", "manifest-"))) == ["coco"]
+        assert sorted(n for n in os.listdir(small) if not n.startswith((".", "manifest-"))) == [
+            "coco"
+        ]
         moves = actions.list_moves(small)
         assert all(m["state"] == "moved" for m in moves)
         assert sum(m["num_moved"] for m in moves) == 8  # COCO: images only, labels.json is shared
@@ -432,9 +450,22 @@ def _start_mongod(dbpath, port):
 
     os.makedirs(dbpath, exist_ok=True)
     subprocess.run(
-        [mongod_binary(), "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1",
-         "--fork", "--logpath", os.path.join(dbpath, "log"), "--pidfilepath", os.path.join(dbpath, "pid")],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            mongod_binary(),
+            "--dbpath",
+            dbpath,
+            "--port",
+            str(port),
+            "--bind_ip",
+            "127.0.0.1",
+            "--fork",
+            "--logpath",
+            os.path.join(dbpath, "log"),
+            "--pidfilepath",
+            os.path.join(dbpath, "pid"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     deadline = time.time() + 30
     import socket
@@ -497,7 +528,10 @@ def test_database_lost_mid_move_is_finished_by_a_rerun(tmp_path):
         assert run("setup").returncode == 0
         out = run("kill")
         assert out.returncode != 0
-        assert "The database could not be updated" in out.stderr and "run the same command again" in out.stderr
+        assert (
+            "The database could not be updated" in out.stderr
+            and "run the same command again" in out.stderr
+        )
         # files and annotations moved, the database not yet: a rerun repairs it
         m = mf.read_manifest(mf.list_manifests(dup)[0])
         assert m.state == "moving" and "annotations" in m.phases and "database" not in m.phases
@@ -546,7 +580,9 @@ def test_restore_refuses_folders_the_dataset_does_not_vouch_for(tmp_path, names)
     _rewrite_manifest(dup, lambda r: r[0]["roots"][0].update(path=str(victim)))
     result = actions.restore(dup)
     assert result.num_restored == 0
-    assert "has no record of" in result.moves[0]["error"] and str(victim) in result.moves[0]["error"]
+    assert (
+        "has no record of" in result.moves[0]["error"] and str(victim) in result.moves[0]["error"]
+    )
     assert list(victim.iterdir()) == []
     # naming it explicitly is the user's call
     result = actions.restore(dup, trusted_roots=[str(victim)])
@@ -570,7 +606,9 @@ def test_crafted_paths_in_a_manifest_touch_nothing_outside(tmp_path, names):
     _rewrite_manifest(dup, craft)
     m = mf.read_manifest(mf.list_manifests(dup)[0])
     assert [e.n for e in m.files] == [1] and m.annotations == []
-    assert any("'..'" in p for p in m.problems) and any("not where backups go" in p for p in m.problems)
+    assert any("'..'" in p for p in m.problems) and any(
+        "not where backups go" in p for p in m.problems
+    )
     result = actions.restore(dup)
     assert not target.exists() and list(outside.iterdir()) == []
     # the honest entry went back; the crafted ones were ignored
@@ -614,7 +652,9 @@ def test_dataset_paths_leading_outside_are_not_moved(tmp_path, names):
     names.append(ds.name)
     ds.add_samples([fo.Sample(filepath=os.path.join(root, "p0.jpg"))])
     ds.add_samples([fo.Sample(filepath=os.path.join(root, "link", "secret.jpg"))])
-    ds.add_samples([fo.Sample(filepath=os.path.join(root, "sub", "..", "..", "outside", "secret.jpg"))])
+    ds.add_samples(
+        [fo.Sample(filepath=os.path.join(root, "sub", "..", "..", "outside", "secret.jpg"))]
+    )
     core.find_duplicates(ds, threshold=10, num_workers=0)
     assert len(ds.match_tags("duplicate")) == 2
     result = actions.move_duplicates(ds, str(tmp_path / "dups"), root=root)
@@ -639,7 +679,10 @@ def test_bad_arguments_change_nothing(tmp_path, names):
         (dict(run_key="nope"), "No duplicates run 'nope'"),
         (dict(tag=""), "tag must be"),
         (dict(duplicates_dataset="x"), "only used with on_samples='dataset'"),
-        (dict(on_samples="dataset", duplicates_dataset="badargs"), "must not be the dataset itself"),
+        (
+            dict(on_samples="dataset", duplicates_dataset="badargs"),
+            "must not be the dataset itself",
+        ),
     ]:
         with pytest.raises(ValueError, match=message):
             actions.move_duplicates(ds, str(tmp_path / "dups"), **kwargs)
@@ -690,5 +733,7 @@ def test_cross_dataset_duplicates_move_and_shared_files_stay(tmp_path, names):
     result = actions.move_duplicates(query, str(tmp_path / "dups"), root=str(tmp_path))
     assert result.num_moved == 1
     assert [f["kept"] for f in result.files] == [ref[0]]
-    assert [s["reason"] for s in result.skipped] == [f"it is the same file as its kept sample's ({ref[1]})"]
+    assert [s["reason"] for s in result.skipped] == [
+        f"it is the same file as its kept sample's ({ref[1]})"
+    ]
     assert os.path.exists(ref[1]) and not os.path.exists(new[0])

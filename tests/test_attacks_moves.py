@@ -104,7 +104,9 @@ def test_annotation_record_naming_an_image_cannot_overwrite_it(tmp_path, names):
     at = next(i for i, r in enumerate(records) if r["type"] == "planned")
     records.insert(at, {"type": "annotation", "a": len(m.annotations), "root": 0, "path": rel,
                         "sha256": fileops.sha256_bytes(other), "backup": backup})
-    records.append({"type": "rewritten", "a": len(m.annotations), "sha256": fileops.sha256_file(victim)})
+    records.append(
+        {"type": "rewritten", "a": len(m.annotations), "sha256": fileops.sha256_file(victim)}
+    )
     _write(path, records)
     photo = fileops.sha256_file(victim)
     line = _refused(dup, _state(root, dup, ds), root, ds, "data/p0.jpg is an image")
@@ -138,7 +140,9 @@ def test_annotation_record_for_a_plain_folder_cannot_overwrite_a_users_file(tmp_
     with open(bpath, "wb") as f:
         f.write(b'{"images": [], "annotations": []}')
     header = jr.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
-    header.update(move_id=move_id, roots=[{"path": root, "dest": "other", "layout": "coco", "data_dir": True}])
+    header.update(
+        move_id=move_id, roots=[{"path": root, "dest": "other", "layout": "coco", "data_dir": True}]
+    )
     _write(paths.manifest_path(dup, move_id), [
         header,
         {"type": "annotation", "a": 0, "root": 0, "path": "labels.json",
@@ -183,7 +187,9 @@ def test_written_record_cannot_delete_another_moves_file(tmp_path, names):
     for r in records:
         if r["type"] == "file":
             r["dst"] = "m1/" + r["src"]
-    records.append({"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)})
+    records.append(
+        {"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)}
+    )
     _write(path, records)
     before = _state(roots[1], dup, ds2)
     with pytest.raises(mf.ManifestError, match="was recorded as 'm2'"):
@@ -229,7 +235,9 @@ def test_written_record_cannot_delete_the_moves_own_image(tmp_path, names):
     target = os.path.join(dup, "m1", "p0_dup.jpg")
     helpers.save(labeled.small_photo(3), os.path.join(roots[0], "p0_dup.jpg"))
     path = mf.list_manifests(dup)[0]
-    records = _records(path) + [{"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)}]
+    records = _records(path) + [
+        {"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)}
+    ]
     _write(path, records)
     _refused(dup, _state(roots[0], dup, ds1), roots[0], ds1, "is a moved image")
     assert os.path.isfile(target)
@@ -238,13 +246,20 @@ def test_written_record_cannot_delete_the_moves_own_image(tmp_path, names):
 # ------------------------------------------------------------------ break 3c
 
 
-@pytest.mark.parametrize("claims", [
-    [{"type": "restored", "n": 0}],
-    [{"type": "restore_started"}, {"type": "restored", "n": 0}, {"type": "restored", "n": 1}],
-    [{"type": "restore_started"}, {"type": "restore_phase", "name": "files"},
-     {"type": "restore_phase", "name": "annotations"}, {"type": "restore_phase", "name": "database"},
-     {"type": "restore_complete"}],
-])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        [{"type": "restored", "n": 0}],
+        [{"type": "restore_started"}, {"type": "restored", "n": 0}, {"type": "restored", "n": 1}],
+        [
+            {"type": "restore_started"},
+            {"type": "restore_phase", "name": "files"},
+            {"type": "restore_phase", "name": "annotations"},
+            {"type": "restore_phase", "name": "database"},
+            {"type": "restore_complete"},
+        ],
+    ],
+)
 def test_records_claiming_a_restore_do_not_keep_files_out(tmp_path, names, claims):
     """A move is restored when its files are back, whatever its records say."""
     root, dup, ds, tree0, db0, made = _coco_moved(tmp_path, names, "atk-claim")
@@ -307,7 +322,9 @@ def test_cli_prints_the_plan_and_the_restore_once_and_counts_annotation_files(tm
     tree0 = labeled.tree(root)
     dup = tmp_path / "dups"
     try:
-        out = helpers.run_cli("-d", root, "--duplicates_dir", dup, "--dry_run", "--dataset", "atk-cli", "-q")
+        out = helpers.run_cli(
+            "-d", root, "--duplicates_dir", dup, "--dry_run", "--dataset", "atk-cli", "-q"
+        )
         assert out.returncode == 0, out.stderr
         both = out.stdout + out.stderr
         assert both.count("Would move 2 image(s)") == 1, both

@@ -42,13 +42,30 @@ def _records(m, n=3):
         kind = "label" if i == n - 1 else "image"
         src = f"data/sub/img {i}.jpg" if kind == "image" else "labels/x.xml"
         e = model.FileEntry(
-            n=i, kind=kind, root=0, src=src,
+            n=i,
+            kind=kind,
+            root=0,
+            src=src,
             dst=paths.destination(m.move_id, m.roots[0], kind, src, m.labels),
-            sha256=SHA, size=10, mtime_ns=5, sample_ids=[SID], group=1, kept_id=SID, kept_path="/data/ds/data/k.jpg",
+            sha256=SHA,
+            size=10,
+            mtime_ns=5,
+            sample_ids=[SID],
+            group=1,
+            kept_id=SID,
+            kept_path="/data/ds/data/k.jpg",
         )
         out.append(jr.file_record(e))
-    out.append(jr.annotation_record(model.AnnotationEntry(0, 0, "labels.json", SHA, paths.annotation_backup(m.move_id, 0, "labels.json"))))
-    out.append({"type": "samples", "backup": paths.samples_backup(m.move_id), "sha256": SHA, "count": 2})
+    out.append(
+        jr.annotation_record(
+            model.AnnotationEntry(
+                0, 0, "labels.json", SHA, paths.annotation_backup(m.move_id, 0, "labels.json")
+            )
+        )
+    )
+    out.append(
+        {"type": "samples", "backup": paths.samples_backup(m.move_id), "sha256": SHA, "count": 2}
+    )
     out.append({"type": "planned", "num_files": n, "num_annotations": 1})
     out.append({"type": "moved", "n": 0, "reason": None})
     out.append({"type": "skipped", "n": 1, "reason": "changed"})
@@ -68,7 +85,11 @@ def test_written_manifest_reads_back(tmp_path):
         j.append({"type": "phase", "name": "files"}, sync=True)
     got = mf.read_manifest(path)
     assert got.problems == [] and got.state == "moving" and got.planned
-    assert [e.src for e in got.files] == ["data/sub/img 0.jpg", "data/sub/img 1.jpg", "labels/x.xml"]
+    assert [e.src for e in got.files] == [
+        "data/sub/img 0.jpg",
+        "data/sub/img 1.jpg",
+        "labels/x.xml",
+    ]
     assert got.files[0].dst == "ds/data/sub/img 0.jpg"
     assert got.outcomes == {0: ("moved", None), 1: ("skipped", "changed")}
     assert got.phases == {"files"}
@@ -125,7 +146,10 @@ def test_non_utf8_file_names_round_trip(tmp_path):
         (lambda r: r[1].update(sample_ids=["$where"]), "24 hex"),
         (lambda r: r[1].update(n=7), "out of order"),
         (lambda r: r[4].update(backup="../../../../etc/passwd"), "not where backups go"),
-        (lambda r: r[5].update(backup=".fiftyone_dedup/x/../../samples.jsonl"), "not where backups go"),
+        (
+            lambda r: r[5].update(backup=".fiftyone_dedup/x/../../samples.jsonl"),
+            "not where backups go",
+        ),
         (lambda r: r[8].update(n=99), "unknown file"),
     ],
 )
@@ -184,11 +208,32 @@ def test_journal_cuts_a_failed_write(tmp_path):
 
 _VALID = _bytes(_records(_manifest()))
 _HOSTILE_PATHS = st.sampled_from(
-    ["..", "../x", "a/../../b", "/etc/passwd", "", ".", "a//b", "a/./b", "x\x00y", "~root", "a/..", "/", "ds/../.."]
+    [
+        "..",
+        "../x",
+        "a/../../b",
+        "/etc/passwd",
+        "",
+        ".",
+        "a//b",
+        "a/./b",
+        "x\x00y",
+        "~root",
+        "a/..",
+        "/",
+        "ds/../..",
+    ]
 )
 _JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | _HOSTILE_PATHS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | _HOSTILE_PATHS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -230,7 +275,9 @@ def test_fuzz_random_bytes(data):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 9), st.text(max_size=12), _JSONISH), min_size=1, max_size=6))
+@given(
+    st.lists(st.tuples(st.integers(0, 9), st.text(max_size=12), _JSONISH), min_size=1, max_size=6)
+)
 def test_fuzz_mutated_records(mutations):
     records = _records(_manifest())
     for index, key, value in mutations:
@@ -244,7 +291,17 @@ def test_fuzz_mutated_records(mutations):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(1, 9), st.sampled_from(["src", "dst", "backup", "path", "n", "root", "dest"]), _HOSTILE_PATHS), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 9),
+            st.sampled_from(["src", "dst", "backup", "path", "n", "root", "dest"]),
+            _HOSTILE_PATHS,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_fuzz_hostile_paths(mutations):
     records = _records(_manifest())
     for index, key, value in mutations:

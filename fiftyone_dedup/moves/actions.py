@@ -4,20 +4,14 @@ The public API (``fiftyone_dedup.move_duplicates``, ...) and the App's
 and command line's callers reach the moves here; each name lives in the
 module of its concept (:mod:`~fiftyone_dedup.moves.move`,
 :mod:`~fiftyone_dedup.moves.restore`, :mod:`~fiftyone_dedup.moves.manifest`,
-:mod:`~fiftyone_dedup.moves.results`, :mod:`~fiftyone_dedup.moves.paths`,
+:mod:`~fiftyone_dedup.moves.results`, :mod:`~fiftyone_dedup.moves.arguments`,
 :mod:`~fiftyone_dedup.moves.transfer`, :mod:`~fiftyone_dedup.moves.trust`).
 """
 
-from fiftyone_dedup.moves.manifest import list_moves
+from fiftyone_dedup.moves.arguments import check_dir_arg
 from fiftyone_dedup.moves.model import LABELS, ON_SAMPLES
-from fiftyone_dedup.moves.move import (
-    DEFAULT_DUPLICATES_DIR,
-    DEFAULT_MOVED_TAG,
-    move_duplicates,
-    resume_moves,
-)
-from fiftyone_dedup.moves.paths import check_dir_arg
-from fiftyone_dedup.moves.restore import restore
+from fiftyone_dedup.moves.move import DEFAULT_DUPLICATES_DIR, DEFAULT_MOVED_TAG, move_duplicates
+from fiftyone_dedup.moves.restore import list_moves, restore, resume_moves
 from fiftyone_dedup.moves.results import MoveResult, RestoreResult
 from fiftyone_dedup.moves.transfer import DiskFullError
 from fiftyone_dedup.moves.trust import INFO_KEY

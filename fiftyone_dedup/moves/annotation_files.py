@@ -35,7 +35,9 @@ def _write_dup_file(m, dup, rel, data, journal, result):
     fileops.makedirs_inside(dup, os.path.dirname(path))
     sha = fileops.sha256_bytes(data)
     if os.path.lexists(path):
-        current = fileops.sha256_file(path) if os.path.isfile(path) and not os.path.islink(path) else None
+        current = (
+            fileops.sha256_file(path) if os.path.isfile(path) and not os.path.islink(path) else None
+        )
         if current == sha:
             return
         if current is None or m.written.get(rel) != current:
@@ -87,14 +89,18 @@ def move_annotations(m, dup, journal, result):
         stays, goes, n = handler.split(ann.path, original, moved[ann.root], r.path, r.data_dir)
         src = fileops.join_inside(r.path, ann.path, "annotation path")
         new_sha = fileops.sha256_bytes(stays)
-        current = fileops.sha256_file(src) if os.path.isfile(src) and not os.path.islink(src) else None
+        current = (
+            fileops.sha256_file(src) if os.path.isfile(src) and not os.path.islink(src) else None
+        )
         if current == new_sha:
             pass
         elif current == ann.sha256:
             journal.append(jr.rewritten_record(ann.a, new_sha), sync=True)
             fileops.atomic_write(src, stays, replace=True)
             m.rewritten[ann.a] = new_sha
-            result.annotations.append({"path": src, "action": f"lost the entries of {n} moved image(s)"})
+            result.annotations.append(
+                {"path": src, "action": f"lost the entries of {n} moved image(s)"}
+            )
         else:
             result.messages.append(
                 f"{src} changed after it was backed up; left as is (it may still list moved images)"
@@ -145,7 +151,9 @@ def _export_samples(m, dup, ri, journal, result):
         for name in ("metadata.json", "samples.json"):
             path = os.path.join(export_dir, name)
             if os.path.isfile(path):
-                _write_dup_file(m, dup, f"{r.dest}/{name}", fileops.read_bytes(path), journal, result)
+                _write_dup_file(
+                    m, dup, f"{r.dest}/{name}", fileops.read_bytes(path), journal, result
+                )
     finally:
         tmp_ds.delete()
         shutil.rmtree(export_dir, ignore_errors=True)
@@ -162,7 +170,11 @@ def annotations_to_put_back(m):
             src = fileops.join_inside(m.roots[ann.root].path, ann.path, "annotation path")
         except fileops.UnsafePathError:
             continue
-        if os.path.isfile(src) and not os.path.islink(src) and fileops.sha256_file(src) == m.rewritten[ann.a]:
+        if (
+            os.path.isfile(src)
+            and not os.path.islink(src)
+            and fileops.sha256_file(src) == m.rewritten[ann.a]
+        ):
             out.append((ann, src))
     return out
 
@@ -189,7 +201,9 @@ def restore_annotations(m, dup, result):
             continue
         current = None
         if os.path.lexists(src):
-            current = fileops.sha256_file(src) if os.path.isfile(src) and not os.path.islink(src) else "?"
+            current = (
+                fileops.sha256_file(src) if os.path.isfile(src) and not os.path.islink(src) else "?"
+            )
         if current == ann.sha256:
             continue
         if current is None:

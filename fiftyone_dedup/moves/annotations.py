@@ -111,8 +111,10 @@ class Layout:
             a list of root-relative paths
         """
         return [
-            rel for rel in self.shared_names(root)
-            if os.path.isfile(os.path.join(root, rel)) and not os.path.islink(os.path.join(root, rel))
+            rel
+            for rel in self.shared_names(root)
+            if os.path.isfile(os.path.join(root, rel))
+            and not os.path.islink(os.path.join(root, rel))
         ]
 
     def shared_names(self, root):
@@ -144,8 +146,10 @@ class Layout:
         """Files copied (maybe adapted) into the duplicates folder so that
         it loads; root-relative paths of files that exist."""
         return [
-            rel for rel in self.support_names()
-            if os.path.isfile(os.path.join(root, rel)) and not os.path.islink(os.path.join(root, rel))
+            rel
+            for rel in self.support_names()
+            if os.path.isfile(os.path.join(root, rel))
+            and not os.path.islink(os.path.join(root, rel))
         ]
 
     def support_names(self):
@@ -196,7 +200,11 @@ class COCO(Layout):
             raise AnnotationError(f"{rel}: 'annotations' is not a list")
 
         def moves(a):
-            return isinstance(a, dict) and isinstance(a.get("image_id"), (int, str)) and a["image_id"] in move_ids
+            return (
+                isinstance(a, dict)
+                and isinstance(a.get("image_id"), (int, str))
+                and a["image_id"] in move_ids
+            )
 
         stays = dict(obj)
         stays["images"] = stay_imgs

@@ -48,7 +48,11 @@ def _iter_backup_docs(m, dup):
         logger.warning("The samples backup %s is missing", path)
         return
     if fileops.sha256_file(path) != m.samples_backup["sha256"]:
-        logger.warning("The samples backup %s does not match its checksum; using the records that fit the manifest", path)
+        logger.warning(
+            "The samples backup %s does not match its checksum; using the records that "
+            "fit the manifest",
+            path,
+        )
     with open(path, "rb") as f:
         for line in f:
             try:
@@ -178,8 +182,10 @@ def restore_samples(m, dup, dataset, back_ns, only_out=False):
     if only_out:
         moved_path = {sid: os.path.join(dup, *e.dst.split("/")) for sid, (_, e) in docs.items()}
         out = {
-            sid for sid in ids
-            if current.get(sid) == moved_path[sid] or (sid not in current and m.on_samples != "keep")
+            sid
+            for sid in ids
+            if current.get(sid) == moved_path[sid]
+            or (sid not in current and m.on_samples != "keep")
         }
         docs = {sid: d for sid, d in docs.items() if sid in out}
         if not docs:
@@ -201,7 +207,9 @@ def restore_samples(m, dup, dataset, back_ns, only_out=False):
                 continue
             back.append(sid)
         if back:
-            dataset.set_values("filepath", {sid: docs[sid][0]["filepath"] for sid in back}, key_field="id")
+            dataset.set_values(
+                "filepath", {sid: docs[sid][0]["filepath"] for sid in back}, key_field="id"
+            )
             if m.tag:
                 dataset.select(back).untag_samples(m.tag)
             if m.labels == "drop":
@@ -210,7 +218,9 @@ def restore_samples(m, dup, dataset, back_ns, only_out=False):
                     for sid in back:
                         doc = docs[sid][0]
                         if doc.get(f) is not None:
-                            values[sid] = fo.Sample.from_dict({"filepath": doc["filepath"], f: doc[f]})[f]
+                            values[sid] = fo.Sample.from_dict(
+                                {"filepath": doc["filepath"], f: doc[f]}
+                            )[f]
                     if values and dataset.has_sample_field(f):
                         dataset.set_values(f, values, key_field="id")
     elif m.on_samples == "dataset" and m.duplicates_dataset:
@@ -229,7 +239,12 @@ def restore_samples(m, dup, dataset, back_ns, only_out=False):
     for sid in missing:
         doc = docs[sid][0]
         if doc["filepath"] in taken:
-            logger.warning("Sample %s not restored: dataset '%s' already has a sample for %s", sid, dataset.name, doc["filepath"])
+            logger.warning(
+                "Sample %s not restored: dataset '%s' already has a sample for %s",
+                sid,
+                dataset.name,
+                doc["filepath"],
+            )
             continue
         samples.append(fo.Sample.from_dict(doc))
     if samples:

@@ -427,7 +427,11 @@ def _read_restore_started(m, d, line):
 def restored_record(kind, n, reason):
     """The record of what a restore did with file ``n``: ``kind`` is
     ``"restored"`` or ``"skipped"``."""
-    return {"type": "restored" if kind == "restored" else "restore_skipped", "n": n, "reason": reason}
+    return {
+        "type": "restored" if kind == "restored" else "restore_skipped",
+        "n": n,
+        "reason": reason,
+    }
 
 
 def _read_restored(m, d, line):
@@ -437,7 +441,10 @@ def _read_restored(m, d, line):
     n = _int(d, "n")
     if n >= m.num_file_records:
         raise ValueError(f"restore outcome for unknown file {n}")
-    m.restored[n] = ("restored" if kind == "restored" else "skipped", _str(d, "reason", allow_none=True))
+    m.restored[n] = (
+        "restored" if kind == "restored" else "skipped",
+        _str(d, "reason", allow_none=True),
+    )
 
 
 def restore_phase_record(name):

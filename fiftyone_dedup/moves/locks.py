@@ -38,7 +38,11 @@ def locks_dir():
     os.makedirs(path, mode=0o700, exist_ok=True)
     st = os.lstat(path)
     # a shared temporary folder: refuse one that another user planted
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid):
+    if (
+        stat.S_ISLNK(st.st_mode)
+        or not stat.S_ISDIR(st.st_mode)
+        or (uid is not None and st.st_uid != uid)
+    ):
         raise LockError(f"The lock folder {path} is not a folder of this user; remove it")
     return path
 

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 # engine.folders, the command line's move ids, its error handling)
 __all__ = [
     "PREFIX", "SUFFIX", "STATE_DIR", "ManifestError", "Journal", "abort_plan", "list_manifests",
-    "list_moves", "parse_manifest", "read_all", "read_manifest", "state_of",
+    "parse_manifest", "read_all", "read_manifest", "state_of",
 ]
 
 _MAX_LINE = 1 << 24
@@ -186,26 +186,6 @@ def abort_plan(m, dup):
         journal.append(aborted_record("interrupted while planning; nothing was moved"), sync=True)
     for r in m.roots:
         fileops.prune_empty_tree(os.path.join(dup, r.dest))
-
-
-def list_moves(duplicates_dir):
-    """The moves recorded in a duplicates folder, oldest first.
-
-    Args:
-        duplicates_dir: the folder
-
-    Returns:
-        a list of summary dicts (``move_id``, ``state``, ``dataset``,
-        ``num_moved``, ...; see
-        :meth:`fiftyone_dedup.moves.model.Manifest.summary`)
-    """
-    out = []
-    for path in list_manifests(paths.check_dir_arg(duplicates_dir)):
-        try:
-            out.append(read_manifest(path).summary())
-        except ManifestError as e:
-            out.append({"manifest": path, "state": "unreadable", "error": str(e)})
-    return out
 
 
 class Journal:

@@ -19,11 +19,10 @@ import errno
 import logging
 import os
 
-import fiftyone as fo
-import fiftyone.core.media as fom
 
 from fiftyone_dedup.engine import core
 from fiftyone_dedup.moves import annotation_files
+from fiftyone_dedup.moves import arguments
 from fiftyone_dedup.moves import database
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.moves import journal as jr
@@ -32,10 +31,9 @@ from fiftyone_dedup.moves import manifest as mf
 from fiftyone_dedup.moves import paths
 from fiftyone_dedup.moves import transfer
 from fiftyone_dedup.moves import trust
-from fiftyone_dedup.moves.model import LABELS, ON_SAMPLES, AnnotationEntry
+from fiftyone_dedup.moves.model import AnnotationEntry
 from fiftyone_dedup.moves.plan import compact_roots, make_plan, plan_result
 from fiftyone_dedup.moves.results import MoveResult, file_dict, samples_text
-from fiftyone_dedup.options import ParameterError
 from fiftyone_dedup.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -45,15 +43,6 @@ DEFAULT_MOVED_TAG = "moved"
 
 #: the default duplicates folder of the command line
 DEFAULT_DUPLICATES_DIR = "duplicates"
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ParameterError(
-            name,
-            f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}",
-        )
-    return value
-
 
 def move_duplicates(
     samples,
@@ -130,39 +119,10 @@ def move_duplicates(
         fiftyone_dedup.moves.locks.LockError: if another move or restore is
             working on the same duplicates folder, dataset or folders
     """
-    core.check_collection(samples)
-    if samples.media_type == fom.GROUP:
-        raise ValueError("Grouped datasets cannot be moved; select a slice with select_group_slices() first")
-    dup = paths.check_dir_arg(duplicates_dir)
-    run_key = core.validate_run_key(run_key)
-    _check_choice("labels", labels, LABELS)
-    _check_choice("on_samples", on_samples, ON_SAMPLES)
-    if tag is not None and (not isinstance(tag, str) or not tag.strip()):
-        raise ParameterError("tag", f"tag must be a non-empty string or None, got {tag!r}")
+    dup, run_key, duplicates_dataset = arguments.check_move_args(
+        samples, duplicates_dir, run_key, labels, on_samples, tag, duplicates_dataset
+    )
     dataset = samples._root_dataset
-    if on_samples == "dataset":
-        duplicates_dataset = duplicates_dataset or f"{dataset.name}-duplicates"
-        if not isinstance(duplicates_dataset, str) or not duplicates_dataset.strip():
-            raise ParameterError(
-                "duplicates_dataset",
-                f"duplicates_dataset must be a dataset name, got {duplicates_dataset!r}",
-            )
-        if duplicates_dataset == dataset.name:
-            raise ParameterError(
-                "duplicates_dataset", "duplicates_dataset must not be the dataset itself"
-            )
-        if fo.dataset_exists(duplicates_dataset):
-            other = fo.load_dataset(duplicates_dataset)
-            if other.media_type not in (None, fom.IMAGE):
-                raise ParameterError(
-                    "duplicates_dataset",
-                    f"Dataset '{duplicates_dataset}' does not hold images; choose another "
-                    "duplicates_dataset",
-                )
-    elif duplicates_dataset is not None:
-        raise ParameterError(
-            "duplicates_dataset", "duplicates_dataset is only used with on_samples='dataset'"
-        )
 
     # another process (the App, the command line) may have recorded moves
     dataset.reload()
@@ -179,21 +139,38 @@ def move_duplicates(
     core.require_run(samples, run_key)
     created = _ensure_writable_dir(dup)
     try:
-        return _move_locked(samples, dataset, dup, run_key, labels, on_samples, tag, duplicates_dataset, root, progress)
+        return _move_locked(
+            samples,
+            dataset,
+            dup,
+            run_key,
+            labels,
+            on_samples,
+            tag,
+            duplicates_dataset,
+            root,
+            progress,
+        )
     except (ValueError, locks.LockError):
         if created:
             _remove_created(dup, created)
         raise
 
 
-def _move_locked(samples, dataset, dup, run_key, labels, on_samples, tag, duplicates_dataset, root, progress):
+def _move_locked(
+    samples, dataset, dup, run_key, labels, on_samples, tag, duplicates_dataset, root, progress
+):
     lock_list = [locks.duplicates_dir_lock(dup), locks.dataset_lock(dataset)]
     with locks.hold(lock_list):
         resumed = []
         for m in _unfinished(dup, dataset.name):
             folder_locks = [locks.folder_lock(r.path) for r in m.roots]
             with locks.hold(folder_locks):
-                resumed.append(_finish(m, dup, dataset, progress, MoveResult(dup, False, m.labels, m.on_samples)).move_id)
+                resumed.append(
+                    finish(
+                        m, dup, dataset, progress, MoveResult(dup, False, m.labels, m.on_samples)
+                    ).move_id
+                )
 
         plan = make_plan(samples, dup, run_key, labels, on_samples, tag, duplicates_dataset, root)
         folder_locks = [
@@ -209,7 +186,7 @@ def _move_locked(samples, dataset, dup, run_key, labels, on_samples, tag, duplic
             if m is None:
                 logger.info("Nothing to move")
                 return result
-            return _finish(m, dup, dataset, progress, result)
+            return finish(m, dup, dataset, progress, result)
 
 
 def _ensure_writable_dir(dup):
@@ -384,12 +361,26 @@ def _check_space(plan, files, dup):
         )
 
 
-def _finish(m, dup, dataset, progress, result):
-    """Runs (or finishes) a planned move from its manifest."""
+def finish(m, dup, dataset, progress, result):
+    """Runs (or finishes) a planned move from its manifest; the caller holds
+    the locks of the duplicates folder, the dataset and its folders.
+
+    Args:
+        m: the move's :class:`fiftyone_dedup.moves.model.Manifest`
+        dup: the duplicates folder
+        dataset: the move's dataset
+        progress: see :mod:`fiftyone_dedup.progress`
+        result: the :class:`fiftyone_dedup.moves.results.MoveResult` to fill
+
+    Returns:
+        ``result``
+    """
     result.move_id = m.move_id
     result.manifest = m.path
     if m.problems:
-        result.messages.append(f"{m.path}: {len(m.problems)} record(s) ignored; first: {m.problems[0]}")
+        result.messages.append(
+            f"{m.path}: {len(m.problems)} record(s) ignored; first: {m.problems[0]}"
+        )
     if m.state == "planning":
         mf.abort_plan(m, dup)
         logger.info("Move %s was interrupted while planning; nothing had moved", m.move_id)
@@ -409,9 +400,14 @@ def _finish(m, dup, dataset, progress, result):
         raise
     failed = [f for f in result.files if f["outcome"] == "failed"]
     if failed:
-        result.messages.append(f"{len(failed)} file(s) could not be moved; first: {failed[0]['src']}: {failed[0].get('reason')}")
+        result.messages.append(
+            f"{len(failed)} file(s) could not be moved; first: {failed[0]['src']}: "
+            f"{failed[0].get('reason')}"
+        )
     if result.num_moved:
-        result.messages.append(samples_text(m.on_samples, m.dataset, m.tag, m.duplicates_dataset, m.labels, False))
+        result.messages.append(
+            samples_text(m.on_samples, m.dataset, m.tag, m.duplicates_dataset, m.labels, False)
+        )
     logger.debug(
         "Moved %d image(s) into %s (manifest %s)", result.num_moved, dup, m.path,
     )
@@ -446,56 +442,13 @@ def _move_files(m, dup, journal, progress):
     # an unfinished move retries what failed, so that a rerun after a full
     # disk puts every file of a folder into the same destination folder
     todo = [e for e in m.files if m.outcomes.get(e.n, ("failed",))[0] == "failed"]
-    with ProgressBar(total=len(todo), progress=progress, label="Moving files", iters_str="files") as pb:
+    with ProgressBar(
+        total=len(todo), progress=progress, label="Moving files", iters_str="files"
+    ) as pb:
         for e in pb(todo):
             # a full disk stops the move here, unfinished: the rerun goes on
             kind, reason = transfer.move_out(m, e, dup)
             if m.outcomes.get(e.n) != (kind, reason):
                 journal.append(jr.outcome_record(kind, e.n, reason))
                 m.outcomes[e.n] = (kind, reason)
-
-
-def resume_moves(duplicates_dir, dataset_name=None, progress=None):
-    """Finishes moves that were interrupted, from their manifests.
-
-    Args:
-        duplicates_dir: the duplicates folder
-        dataset_name (None): only finish the moves of this dataset
-        progress (None): see :mod:`fiftyone_dedup.progress`
-
-    Returns:
-        a list of :class:`MoveResult`, one per move finished
-
-    Raises:
-        fiftyone_dedup.moves.locks.LockError: if another run holds a lock
-    """
-    dup = paths.check_dir_arg(duplicates_dir)
-    if not os.path.isdir(dup):
-        return []
-    pending = [
-        p for p in mf.list_manifests(dup)
-        if mf.state_of(p) in ("planning", "moving")
-    ]
-    if not pending:
-        return []
-    out = []
-    with locks.hold([locks.duplicates_dir_lock(dup)]):
-        for path in pending:
-            m = mf.read_manifest(path)
-            if m.state not in ("planning", "moving"):
-                continue
-            if dataset_name is not None and m.dataset != dataset_name:
-                continue
-            if not fo.dataset_exists(m.dataset):
-                logger.warning(
-                    "Cannot finish move %s: dataset '%s' not found; restore it "
-                    "with trusted_roots instead", m.move_id, m.dataset,
-                )
-                continue
-            dataset = fo.load_dataset(m.dataset)
-            dataset.reload()
-            held = [locks.dataset_lock(dataset)] + [locks.folder_lock(r.path) for r in m.roots]
-            with locks.hold(held):
-                out.append(_finish(m, dup, dataset, progress, MoveResult(dup, False, m.labels, m.on_samples)))
-    return out
 

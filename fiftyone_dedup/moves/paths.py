@@ -12,8 +12,6 @@ import os
 import re
 import secrets
 
-from fiftyone_dedup.options import ParameterError
-
 #: the hidden folder in a duplicates folder holding locks and backups
 STATE_DIR = ".fiftyone_dedup"
 
@@ -22,31 +20,6 @@ SUFFIX = ".jsonl"
 
 #: what a move id may be (it names files and folders)
 MOVE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
-
-
-def check_dir_arg(duplicates_dir):
-    """Checks a duplicates folder argument.
-
-    Args:
-        duplicates_dir: a folder path (need not exist)
-
-    Returns:
-        the normalised absolute path
-
-    Raises:
-        fiftyone_dedup.options.ParameterError: if it is not a path, or
-            names something that is not a folder
-    """
-    if not isinstance(duplicates_dir, (str, os.PathLike)) or not str(duplicates_dir).strip():
-        raise ParameterError(
-            "duplicates_dir", f"duplicates_dir must be a folder path, got {duplicates_dir!r}"
-        )
-    path = os.path.abspath(os.path.expanduser(os.fspath(duplicates_dir)))
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise ParameterError(
-            "duplicates_dir", f"duplicates_dir exists and is not a folder: {path}"
-        )
-    return os.path.normpath(path)
 
 
 def new_move_id(now=None):

@@ -115,7 +115,9 @@ class _Roots:
 
     def __init__(self, dataset, samples_index, duplicates_dir, root):
         info = (dataset.info or {}).get("fiftyone_dedup") or {}
-        self.folder_dirs = [os.path.normpath(d) for d in info.get("dirs") or [] if isinstance(d, str)]
+        self.folder_dirs = [
+            os.path.normpath(d) for d in info.get("dirs") or [] if isinstance(d, str)
+        ]
         self.layouts = info.get("layouts") or {}
         self.data_dir = bool(info.get("data_dir", True))
         self._index = samples_index
@@ -227,7 +229,11 @@ def _plan_images(samples, run_key, config, index, roots, duplicates_dir):
     group_f, role_f, kept_f, _ = core.output_fields(run_key, config.metric)
     # cross-dataset runs record the kept file, which may be in another dataset
     kfp_f = runs.output_field(run_key, "kept_filepath")
-    fields = [f for f in ("id", group_f, kept_f, kfp_f) if f != kfp_f or samples._root_dataset.has_sample_field(f)]
+    fields = [
+        f
+        for f in ("id", group_f, kept_f, kfp_f)
+        if f != kfp_f or samples._root_dataset.has_sample_field(f)
+    ]
     view = samples.match(F(role_f) == core.ROLE_DUPLICATE)
     values = view.values(fields)
     ids, groups, kept_ids = values[:3]
@@ -433,7 +439,9 @@ def plan_result(plan, dry_run):
         res.files.append(file_dict(m.roots, dup, e, dst, "planned"))
     res.skipped = [{"path": s["path"], "reason": s["reason"]} for s in plan.skipped]
     if plan.already_moved:
-        res.messages.append(f"{plan.already_moved} duplicate(s) are already in {dup} (moved earlier)")
+        res.messages.append(
+            f"{plan.already_moved} duplicate(s) are already in {dup} (moved earlier)"
+        )
     moved = {}
     for e in m.files:
         if e.kind == "image":
@@ -442,21 +450,38 @@ def plan_result(plan, dry_run):
     for ri, rel in plan.shared:
         r = m.roots[ri]
         res.annotations.append(
-            {"path": os.path.join(r.path, rel), "action": f"loses the entries of {moved.get(ri, 0)} moved image(s) (original backed up)"}
+            {
+                "path": os.path.join(r.path, rel),
+                "action": f"loses the entries of {moved.get(ri, 0)} moved image(s) "
+                "(original backed up)",
+            }
         )
         if m.labels == "keep":
             res.annotations.append(
-                {"path": os.path.join(dup, r.dest, rel), "action": "written with the moved images' entries"}
+                {
+                    "path": os.path.join(dup, r.dest, rel),
+                    "action": "written with the moved images' entries",
+                }
             )
     for ri, rel in plan.support:
         r = m.roots[ri]
-        res.annotations.append({"path": os.path.join(dup, r.dest, rel), "action": "copied for loading"})
+        res.annotations.append(
+            {"path": os.path.join(dup, r.dest, rel), "action": "copied for loading"}
+        )
     for ri in plan.export_roots:
         r = m.roots[ri]
         res.annotations.append(
-            {"path": os.path.join(dup, r.dest, "samples.json"), "action": f"FiftyOne dataset of the moved samples' labels ({', '.join(m.label_fields)})"}
+            {
+                "path": os.path.join(dup, r.dest, "samples.json"),
+                "action": "FiftyOne dataset of the moved samples' labels "
+                f"({', '.join(m.label_fields)})",
+            }
         )
     if dry_run and m.files:
-        res.messages.append(samples_text(m.on_samples, plan.dataset.name, m.tag, m.duplicates_dataset, m.labels, True))
+        res.messages.append(
+            samples_text(
+                m.on_samples, plan.dataset.name, m.tag, m.duplicates_dataset, m.labels, True
+            )
+        )
     return res
 

@@ -1,5 +1,7 @@
-"""Putting moved duplicates back: :func:`restore` undoes moves from their
-manifests, newest first, checked against what their datasets recorded.
+"""Moves taken up again from their manifests: :func:`restore` undoes
+moves, newest first, checked against what their datasets recorded, and
+:func:`resume_moves` finishes moves that were interrupted; :func:`list_moves`
+lists them.
 """
 
 import logging
@@ -13,16 +15,94 @@ from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.moves import journal as jr
 from fiftyone_dedup.moves import locks
 from fiftyone_dedup.moves import manifest as mf
+from fiftyone_dedup.moves import move
 from fiftyone_dedup.moves import paths
 from fiftyone_dedup.moves import transfer
 from fiftyone_dedup.moves import trust
-from fiftyone_dedup.moves.results import RestoreResult
+from fiftyone_dedup.moves.arguments import check_dir_arg
+from fiftyone_dedup.moves.results import MoveResult, RestoreResult
 from fiftyone_dedup.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
 
-def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None, dry_run=False, progress=None):
+def resume_moves(duplicates_dir, dataset_name=None, progress=None):
+    """Finishes moves that were interrupted, from their manifests.
+
+    Args:
+        duplicates_dir: the duplicates folder
+        dataset_name (None): only finish the moves of this dataset
+        progress (None): see :mod:`fiftyone_dedup.progress`
+
+    Returns:
+        a list of :class:`MoveResult`, one per move finished
+
+    Raises:
+        fiftyone_dedup.moves.locks.LockError: if another run holds a lock
+    """
+    dup = check_dir_arg(duplicates_dir)
+    if not os.path.isdir(dup):
+        return []
+    pending = [
+        p for p in mf.list_manifests(dup)
+        if mf.state_of(p) in ("planning", "moving")
+    ]
+    if not pending:
+        return []
+    out = []
+    with locks.hold([locks.duplicates_dir_lock(dup)]):
+        for path in pending:
+            m = mf.read_manifest(path)
+            if m.state not in ("planning", "moving"):
+                continue
+            if dataset_name is not None and m.dataset != dataset_name:
+                continue
+            if not fo.dataset_exists(m.dataset):
+                logger.warning(
+                    "Cannot finish move %s: dataset '%s' not found; restore it "
+                    "with trusted_roots instead", m.move_id, m.dataset,
+                )
+                continue
+            dataset = fo.load_dataset(m.dataset)
+            dataset.reload()
+            held = [locks.dataset_lock(dataset)] + [locks.folder_lock(r.path) for r in m.roots]
+            with locks.hold(held):
+                out.append(
+                    move.finish(
+                        m, dup, dataset, progress, MoveResult(dup, False, m.labels, m.on_samples)
+                    )
+                )
+    return out
+
+
+def list_moves(duplicates_dir):
+    """The moves recorded in a duplicates folder, oldest first.
+
+    Args:
+        duplicates_dir: the folder
+
+    Returns:
+        a list of summary dicts (``move_id``, ``state``, ``dataset``,
+        ``num_moved``, ...; see
+        :meth:`fiftyone_dedup.moves.model.Manifest.summary`)
+    """
+    out = []
+    for path in mf.list_manifests(check_dir_arg(duplicates_dir)):
+        try:
+            out.append(mf.read_manifest(path).summary())
+        except mf.ManifestError as e:
+            out.append({"manifest": path, "state": "unreadable", "error": str(e)})
+    return out
+
+
+def restore(
+    duplicates_dir,
+    move_id=None,
+    dataset_name=None,
+    trusted_roots=None,
+    dry_run=False,
+    progress=None,
+):
     """Undoes moves from their manifests: files, annotation files and
     dataset samples go back.
 
@@ -57,7 +137,7 @@ def restore(duplicates_dir, move_id=None, dataset_name=None, trusted_roots=None,
             files its move did not plan or write (nothing is changed)
         fiftyone_dedup.moves.locks.LockError: if another run holds a lock
     """
-    dup = paths.check_dir_arg(duplicates_dir)
+    dup = check_dir_arg(duplicates_dir)
     if not os.path.isdir(dup):
         raise ValueError(f"Duplicates folder not found: {dup}")
     result = RestoreResult(duplicates_dir=dup, dry_run=dry_run)
@@ -138,7 +218,13 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
     dataset = fo.load_dataset(m.dataset) if fo.dataset_exists(m.dataset) else None
     if dataset is not None:
         dataset.reload()  # its move records may come from another process
-    summary = {"move_id": m.move_id, "dataset": m.dataset, "num_restored": 0, "num_skipped": 0, "error": None}
+    summary = {
+        "move_id": m.move_id,
+        "dataset": m.dataset,
+        "num_restored": 0,
+        "num_skipped": 0,
+        "error": None,
+    }
     result.moves.append(summary)
     if m.problems:
         result.messages.append(
@@ -161,7 +247,9 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
             src = os.path.join(r.path, *e.src.split("/"))
             dst = os.path.join(dup, *e.dst.split("/"))
             if os.path.lexists(dst) and not os.path.lexists(src):
-                result.files.append({"src": src, "dst": dst, "kind": e.kind, "outcome": "planned", "reason": None})
+                result.files.append(
+                    {"src": src, "dst": dst, "kind": e.kind, "outcome": "planned", "reason": None}
+                )
                 summary["num_restored"] += e.kind == "image"
         for _, src in annotation_files.annotations_to_put_back(m):
             result.annotations.append({"path": src, "action": "would be put back from its backup"})
@@ -172,7 +260,9 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
             m.restore_started = True
         # every file, whatever the records say: those back already stay back
         outcomes = {}
-        with ProgressBar(total=len(m.files), progress=progress, label="Restoring files", iters_str="files") as pb:
+        with ProgressBar(
+            total=len(m.files), progress=progress, label="Restoring files", iters_str="files"
+        ) as pb:
             for e in pb(m.files):
                 kind, reason = transfer.bring_back(m, e, dup)
                 if m.restored.get(e.n) != (kind, reason):
@@ -202,7 +292,9 @@ def _restore_one(m, dup, trusted_roots, dry_run, progress, result):
         back = {n for n, (kind, _) in outcomes.items() if kind == "restored"}
         if dataset is None:
             if "database" not in m.restore_phases:
-                result.messages.append(f"dataset '{m.dataset}' not found: its samples were not restored")
+                result.messages.append(
+                    f"dataset '{m.dataset}' not found: its samples were not restored"
+                )
         else:
             try:
                 database.restore_samples(

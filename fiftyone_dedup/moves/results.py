@@ -91,7 +91,11 @@ class MoveResult:
         n_lab = len(labels) if self.dry_run else sum(1 for f in labels if f["outcome"] == "moved")
         # shared annotation files: written into the duplicates folder, or
         # rewritten in the dataset folder without the moved images
-        written = {a["path"] for a in self.annotations if fileops.relpath_under(a["path"], self.duplicates_dir)}
+        written = {
+            a["path"]
+            for a in self.annotations
+            if fileops.relpath_under(a["path"], self.duplicates_dir)
+        }
         rewritten = {a["path"] for a in self.annotations} - written
         what = "labels kept" if self.labels == "keep" else "labels dropped"
         first = (
@@ -184,13 +188,19 @@ class RestoreResult:
             f"annotation file(s) from {self.duplicates_dir}"
         ]
         for mv in self.moves:
-            line = f"  move {mv['move_id']} (dataset '{mv['dataset']}'): {mv['num_restored']} image(s)"
+            line = (
+                f"  move {mv['move_id']} (dataset '{mv['dataset']}'): {mv['num_restored']} image(s)"
+            )
             if mv.get("error"):
                 line += f"; not restored: {mv['error']}"
             lines.append(line)
         for a in self.annotations:
             lines.append(f"  {a['path']}: {a['action']}")
-        problems = [f for f in self.files if f["outcome"] == "skipped" and f.get("reason") != "was not moved"]
+        problems = [
+            f
+            for f in self.files
+            if f["outcome"] == "skipped" and f.get("reason") != "was not moved"
+        ]
         for f in problems[:limit]:
             lines.append(f"  left {f['dst']}: {f['reason']}")
         for msg in self.messages:
@@ -235,7 +245,9 @@ def samples_text(on_samples, name, tag, dup_name, labels, dry_run):
     elif on_samples == "dataset":
         text = f"the moved samples {will} moved to dataset '{dup_name}'"
     else:
-        text = f"the moved samples {will} kept in dataset '{name}' with their new filepath" + (f" and tag '{tag}'" if tag else "")
+        text = f"the moved samples {will} kept in dataset '{name}' with their new filepath" + (
+            f" and tag '{tag}'" if tag else ""
+        )
     if labels == "drop" and on_samples != "delete":
         text += ", without their labels"
     return text

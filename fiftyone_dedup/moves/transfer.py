@@ -35,7 +35,9 @@ def is_file_with(path, sha):
         a bool (False if it cannot be read)
     """
     try:
-        return not os.path.islink(path) and os.path.isfile(path) and fileops.sha256_file(path) == sha
+        return (
+            not os.path.islink(path) and os.path.isfile(path) and fileops.sha256_file(path) == sha
+        )
     except OSError:
         return False
 
@@ -145,7 +147,11 @@ class Out(Transfer):
         return src, dst, dup
 
     def arrived(self, m, e, target):
-        if os.path.islink(target) or not os.path.isfile(target) or os.path.getsize(target) != e.size:
+        if (
+            os.path.islink(target)
+            or not os.path.isfile(target)
+            or os.path.getsize(target) != e.size
+        ):
             return "failed", f"{target} is not the file that was moved there"
         return "moved", None
 
@@ -208,7 +214,10 @@ class Back(Transfer):
         problem = self.origin_problem(e, origin)
         if problem:
             return "skipped", problem
-        return "skipped", f"a different file now exists at {target}; the moved one stays at {origin}"
+        return (
+            "skipped",
+            f"a different file now exists at {target}; the moved one stays at {origin}",
+        )
 
     def origin_problem(self, e, origin):
         if os.path.islink(origin) or not os.path.isfile(origin):

@@ -58,7 +58,9 @@ def mark_restored(dataset, m):
         moves = dict(info.get(INFO_KEY) or {})
         if m.move_id in moves and isinstance(moves[m.move_id], dict):
             record = dict(moves[m.move_id])
-            record["restored"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            record["restored"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            )
             moves[m.move_id] = record
             info[INFO_KEY] = moves
             dataset.info = info
@@ -82,7 +84,11 @@ def check_trust(m, dataset, trusted_roots):
         ok.add(os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(p)))))
     bad = [r.path for r in m.roots if r.path not in ok]
     if bad:
-        where = f"dataset '{m.dataset}'" if dataset is not None else f"the dataset '{m.dataset}' (not found)"
+        where = (
+            f"dataset '{m.dataset}'"
+            if dataset is not None
+            else f"the dataset '{m.dataset}' (not found)"
+        )
         raise ParameterError(
             "trusted_roots",
             f"The manifest {m.path} names folder(s) that {where} has no record "
@@ -137,7 +143,9 @@ def check_records(m, dataset, others, trusted_roots):
         fiftyone_dedup.moves.model.ManifestError: naming the manifest and record
     """
     if os.path.basename(m.path) != paths.manifest_name(m.move_id):
-        raise refused(m, 1, f"its header names the move {m.move_id!r}, not the one of its file name")
+        raise refused(
+            m, 1, f"its header names the move {m.move_id!r}, not the one of its file name"
+        )
     info = (dataset.info or {}) if dataset is not None else {}
     record = (info.get(INFO_KEY) or {}).get(m.move_id)
     record = record if isinstance(record, dict) else {}
@@ -148,12 +156,22 @@ def check_records(m, dataset, others, trusted_roots):
             if r.path not in rec_roots:
                 continue
             j = rec_roots.index(r.path)
-            want = (record["dests"] + [None])[j], ((record.get("layouts") or []) + [None] * (j + 1))[j]
+            want = (
+                (record["dests"] + [None])[j],
+                ((record.get("layouts") or []) + [None] * (j + 1))[j],
+            )
             if (r.dest, r.layout) != want:
-                raise refused(m, 1, f"the folder {r.path} was recorded as {want[0]!r} ({want[1] or 'no'} layout), not {r.dest!r} ({r.layout or 'no'} layout)")
+                raise refused(
+                    m,
+                    1,
+                    f"the folder {r.path} was recorded as {want[0]!r} ({want[1] or 'no'} "
+                    f"layout), not {r.dest!r} ({r.layout or 'no'} layout)",
+                )
             verified.add(r.path)
         if record.get("labels") not in (None, m.labels):
-            raise refused(m, 1, f"the move was recorded with labels {record['labels']!r}, not {m.labels!r}")
+            raise refused(
+                m, 1, f"the move was recorded with labels {record['labels']!r}, not {m.labels!r}"
+            )
         sha = record.get("samples_sha256")
         if sha and m.samples_backup and m.samples_backup["sha256"] != sha:
             raise refused(m, None, "its samples backup is not the one recorded for this move")
@@ -161,12 +179,18 @@ def check_records(m, dataset, others, trusted_roots):
     # the dataset gone, trusted_roots): their layouts must be the folders'
     # own, and their names in the duplicates folder no other move's
     layouts = (info.get("fiftyone_dedup") or {}).get("layouts") or {}
-    trusted = {os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(p)))) for p in trusted_roots or ()}
+    trusted = {
+        os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(p))))
+        for p in trusted_roots or ()
+    }
     for ri, r in enumerate(m.roots):
         if r.path in verified:
             continue
         # a restore replaces an annotation file that exists: of that layout only
-        present = any(a.root == ri and os.path.lexists(os.path.join(r.path, *a.path.split("/"))) for a in m.annotations)
+        present = any(
+            a.root == ri and os.path.lexists(os.path.join(r.path, *a.path.split("/")))
+            for a in m.annotations
+        )
         if r.layout is not None and present:
             if r.path in layouts and r.path not in trusted:
                 known = layouts[r.path]
@@ -178,9 +202,15 @@ def check_records(m, dataset, others, trusted_roots):
             if known != r.layout:
                 raise refused(m, 1, f"the folder {r.path} is not a {r.layout} dataset folder")
         for o in others:
-            if o.path != m.path and r.dest in {x.dest for x in o.roots} and o.state not in ("restored", "aborted"):
+            if (
+                o.path != m.path
+                and r.dest in {x.dest for x in o.roots}
+                and o.state not in ("restored", "aborted")
+            ):
                 raise refused(m, 1, f"its folder {r.dest!r} is the folder of the move {o.move_id}")
-    planned = {tuple(a) for a in record.get("annotations") or [] if isinstance(a, list) and len(a) == 3}
+    planned = {
+        tuple(a) for a in record.get("annotations") or [] if isinstance(a, list) and len(a) == 3
+    }
     for ann in m.annotations:
         r = m.roots[ann.root]
         try:
@@ -191,11 +221,17 @@ def check_records(m, dataset, others, trusted_roots):
             why = f"the folder {r.path} has no annotation files"
         if handler is not None:
             why = None
-            if is_image_name(ann.path) or any(e.root == ann.root and e.src == ann.path for e in m.files):
+            if is_image_name(ann.path) or any(
+                e.root == ann.root and e.src == ann.path for e in m.files
+            ):
                 why = f"{ann.path} is an image, not an annotation file"
             elif ann.path not in handler.shared_names(r.path):
                 why = f"{ann.path} is not an annotation file of the {r.layout} folder {r.path}"
-            elif r.path in verified and "annotations" in record and (r.path, ann.path, ann.sha256) not in planned:
+            elif (
+                r.path in verified
+                and "annotations" in record
+                and (r.path, ann.path, ann.sha256) not in planned
+            ):
                 why = f"{ann.path} is not in the plan dataset '{m.dataset}' recorded for this move"
         if why:
             raise refused(m, ann.line, f"'annotation' record: {why}")
