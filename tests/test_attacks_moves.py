@@ -27,7 +27,7 @@ from fiftyone_dedup.moves import paths
 import helpers
 import labeled
 import mounts
-from test_actions import names  # noqa: F401 - the fixture: datasets deleted afterwards
+from moving import names  # noqa: F401 - the fixture: datasets deleted afterwards
 
 
 def _load(names, name, dirs, **kwargs):

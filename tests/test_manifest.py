@@ -318,3 +318,23 @@ def test_fuzz_truncated_anywhere(cut):
     m = _parse_or_refuse(_VALID[:cut])
     if m is not None:
         assert len(m.files) <= 3
+
+
+def test_the_manifests_of_a_folder(tmp_path):
+    dup = str(tmp_path)
+    m = _manifest()
+    path = paths.manifest_path(dup, m.move_id)
+    with mf.Journal(path, create=True) as j:
+        for r in _records(m)[:-3]:
+            j.append(r)
+    (tmp_path / "manifest-bad.jsonl").write_bytes(b"not json\n")
+    (tmp_path / "manifest-../x.jsonl".replace("/", "_")).write_bytes(b"")
+    os.symlink(path, str(tmp_path / "manifest-link.jsonl"))
+    assert mf.list_manifests(dup) == [path, str(tmp_path / "manifest-bad.jsonl")]
+    assert [x.move_id for x in mf.read_all(dup)] == [m.move_id]
+    assert mf.state_of(path) == "planning" and mf.state_of(str(tmp_path / "none")) is None
+    assert mf.list_manifests(str(tmp_path / "missing")) == []
+    # a plan a kill interrupted is given up, its empty folders removed
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    mf.abort_plan(mf.read_manifest(path), dup)
+    assert mf.state_of(path) == "aborted" and not (tmp_path / "ds").exists()
