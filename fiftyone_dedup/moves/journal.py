@@ -131,6 +131,17 @@ def _abs_path(value, what):
     return value
 
 
+def _next_number(m, d, key, count, what):
+    """The number of a plan record, checked: the plan is open and it is
+    the ``count``-th record of its kind."""
+    if m.planned:
+        raise ValueError(f"{what} record after the plan was closed")
+    i = _int(d, key)
+    if i != count - 1:
+        raise ValueError(f"{what} {i} out of order")
+    return i
+
+
 def _root_index(m, d):
     i = _int(d, "root")
     if i >= len(m.roots):
@@ -247,11 +258,7 @@ def file_record(e):
 
 
 def _read_file(m, d, line):
-    if m.planned:
-        raise ValueError("file record after the plan was closed")
-    n = _int(d, "n")
-    if n != m.num_file_records - 1:
-        raise ValueError(f"file {n} out of order")
+    n = _next_number(m, d, "n", m.num_file_records, "file")
     root = _root_index(m, d)
     kind = _choice(d, "kind", KINDS)
     src = fileops.check_relpath(_str(d, "src"), "source path")
@@ -295,11 +302,7 @@ def annotation_record(e):
 
 
 def _read_annotation(m, d, line):
-    if m.planned:
-        raise ValueError("annotation record after the plan was closed")
-    a = _int(d, "a")
-    if a != m.num_annotation_records - 1:
-        raise ValueError(f"annotation {a} out of order")
+    a = _next_number(m, d, "a", m.num_annotation_records, "annotation")
     root = _root_index(m, d)
     rel = fileops.check_relpath(_str(d, "path"), "annotation path")
     backup = _str(d, "backup")

@@ -63,9 +63,10 @@ def move_duplicates(
     folder>``: files of the same name from different folders never meet,
     and an existing file is never overwritten. Every step is journaled in
     ``<duplicates_dir>/manifest-<move_id>.jsonl`` before it is taken (see
-    :mod:`fiftyone_dedup.moves.manifest`); :func:`restore` undoes the move from
-    it, and running this function again finishes a move that was
-    interrupted (even by ``kill -9``) before planning a new one.
+    :mod:`fiftyone_dedup.moves.journal`);
+    :func:`~fiftyone_dedup.moves.restore.restore` undoes the move from it,
+    and running this function again finishes a move that was interrupted
+    (even by ``kill -9``) before planning a new one.
 
     A duplicate is left in place, with the reason in the result, if its
     kept file is missing or changed since the run, if it changed itself

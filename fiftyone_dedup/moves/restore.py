@@ -133,7 +133,7 @@ def restore(
 
     Raises:
         ValueError: if the folder or move does not exist
-        fiftyone_dedup.moves.manifest.ManifestError: if a manifest's records name
+        fiftyone_dedup.moves.model.ManifestError: if a manifest's records name
             files its move did not plan or write (nothing is changed)
         fiftyone_dedup.moves.locks.LockError: if another run holds a lock
     """
