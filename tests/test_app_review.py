@@ -15,7 +15,6 @@ import shutil
 import pytest
 
 import fiftyone_dedup as fod
-from fiftyone_dedup.moves import actions
 from fiftyone_dedup.moves import locks
 from fiftyone_dedup.algorithms import models
 
@@ -87,7 +86,7 @@ def test_errors_while_running_are_shown_and_forms_check_first(app, make_dataset,
     # an error the form cannot foresee (another move holds the folder)
     dup = str(tmp_path / "dups")
     os.makedirs(os.path.join(dup, ".fiftyone_dedup"), exist_ok=True)
-    with locks.hold([actions._dir_lock(dup)]):
+    with locks.hold([locks.duplicates_dir_lock(dup)]):
         with pytest.raises(locks.LockError) as raised:
             fod.move_duplicates(ds, dup)
         form.fill("Duplicates folder", dup)

@@ -21,11 +21,13 @@ from fiftyone_dedup.engine import core
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.engine import folders
 from fiftyone_dedup.moves import manifest as mf
+from fiftyone_dedup.moves import journal as jr
+from fiftyone_dedup.moves import paths
 
 import helpers
 import labeled
 import mounts
-from test_actions import names  # noqa: F401 - the fixture: datasets deleted afterwards
+from moving import names  # noqa: F401 - the fixture: datasets deleted afterwards
 
 
 def _load(names, name, dirs, **kwargs):
@@ -92,7 +94,7 @@ def test_annotation_record_naming_an_image_cannot_overwrite_it(tmp_path, names):
     m = mf.read_manifest(path)
     victim = os.path.join(root, "data", "p0.jpg")
     rel = "data/p0.jpg"
-    backup = mf.annotation_backup(m.move_id, 0, rel)
+    backup = paths.annotation_backup(m.move_id, 0, rel)
     other = b"not the photo"
     bpath = os.path.join(dup, *backup.split("/"))
     os.makedirs(os.path.dirname(bpath), exist_ok=True)
@@ -102,7 +104,9 @@ def test_annotation_record_naming_an_image_cannot_overwrite_it(tmp_path, names):
     at = next(i for i, r in enumerate(records) if r["type"] == "planned")
     records.insert(at, {"type": "annotation", "a": len(m.annotations), "root": 0, "path": rel,
                         "sha256": fileops.sha256_bytes(other), "backup": backup})
-    records.append({"type": "rewritten", "a": len(m.annotations), "sha256": fileops.sha256_file(victim)})
+    records.append(
+        {"type": "rewritten", "a": len(m.annotations), "sha256": fileops.sha256_file(victim)}
+    )
     _write(path, records)
     photo = fileops.sha256_file(victim)
     line = _refused(dup, _state(root, dup, ds), root, ds, "data/p0.jpg is an image")
@@ -129,15 +133,17 @@ def test_annotation_record_for_a_plain_folder_cannot_overwrite_a_users_file(tmp_
     ds = _load(names, "atk-plain", [root], data_dir=False, annotations=False)
     dup = str(tmp_path / "dups")
     actions.move_duplicates(ds, dup)
-    move_id = mf.new_move_id()
-    backup = mf.annotation_backup(move_id, 0, "labels.json")
+    move_id = paths.new_move_id()
+    backup = paths.annotation_backup(move_id, 0, "labels.json")
     bpath = os.path.join(dup, *backup.split("/"))
     os.makedirs(os.path.dirname(bpath))
     with open(bpath, "wb") as f:
         f.write(b'{"images": [], "annotations": []}')
-    header = mf.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
-    header.update(move_id=move_id, roots=[{"path": root, "dest": "other", "layout": "coco", "data_dir": True}])
-    _write(mf.manifest_path(dup, move_id), [
+    header = jr.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
+    header.update(
+        move_id=move_id, roots=[{"path": root, "dest": "other", "layout": "coco", "data_dir": True}]
+    )
+    _write(paths.manifest_path(dup, move_id), [
         header,
         {"type": "annotation", "a": 0, "root": 0, "path": "labels.json",
          "sha256": fileops.sha256_file(bpath), "backup": backup},
@@ -181,7 +187,9 @@ def test_written_record_cannot_delete_another_moves_file(tmp_path, names):
     for r in records:
         if r["type"] == "file":
             r["dst"] = "m1/" + r["src"]
-    records.append({"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)})
+    records.append(
+        {"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)}
+    )
     _write(path, records)
     before = _state(roots[1], dup, ds2)
     with pytest.raises(mf.ManifestError, match="was recorded as 'm2'"):
@@ -206,10 +214,10 @@ def test_fresh_manifest_claiming_another_moves_folder_is_refused(tmp_path, names
     another move's and whose `written` record names that move's file."""
     roots, dup, (ds1, ds2) = _two_folder_moves(tmp_path, names)
     target = os.path.join(dup, "m1", "p0_dup.jpg")
-    move_id = mf.new_move_id()
-    header = mf.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
+    move_id = paths.new_move_id()
+    header = jr.header_record(mf.read_manifest(mf.list_manifests(dup)[0]))
     header.update(move_id=move_id)
-    _write(mf.manifest_path(dup, move_id), [
+    _write(paths.manifest_path(dup, move_id), [
         header,
         {"type": "planned", "num_files": 0, "num_annotations": 0},
         {"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)},
@@ -227,7 +235,9 @@ def test_written_record_cannot_delete_the_moves_own_image(tmp_path, names):
     target = os.path.join(dup, "m1", "p0_dup.jpg")
     helpers.save(labeled.small_photo(3), os.path.join(roots[0], "p0_dup.jpg"))
     path = mf.list_manifests(dup)[0]
-    records = _records(path) + [{"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)}]
+    records = _records(path) + [
+        {"type": "written", "path": "m1/p0_dup.jpg", "sha256": fileops.sha256_file(target)}
+    ]
     _write(path, records)
     _refused(dup, _state(roots[0], dup, ds1), roots[0], ds1, "is a moved image")
     assert os.path.isfile(target)
@@ -236,13 +246,20 @@ def test_written_record_cannot_delete_the_moves_own_image(tmp_path, names):
 # ------------------------------------------------------------------ break 3c
 
 
-@pytest.mark.parametrize("claims", [
-    [{"type": "restored", "n": 0}],
-    [{"type": "restore_started"}, {"type": "restored", "n": 0}, {"type": "restored", "n": 1}],
-    [{"type": "restore_started"}, {"type": "restore_phase", "name": "files"},
-     {"type": "restore_phase", "name": "annotations"}, {"type": "restore_phase", "name": "database"},
-     {"type": "restore_complete"}],
-])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        [{"type": "restored", "n": 0}],
+        [{"type": "restore_started"}, {"type": "restored", "n": 0}, {"type": "restored", "n": 1}],
+        [
+            {"type": "restore_started"},
+            {"type": "restore_phase", "name": "files"},
+            {"type": "restore_phase", "name": "annotations"},
+            {"type": "restore_phase", "name": "database"},
+            {"type": "restore_complete"},
+        ],
+    ],
+)
 def test_records_claiming_a_restore_do_not_keep_files_out(tmp_path, names, claims):
     """A move is restored when its files are back, whatever its records say."""
     root, dup, ds, tree0, db0, made = _coco_moved(tmp_path, names, "atk-claim")
@@ -305,7 +322,9 @@ def test_cli_prints_the_plan_and_the_restore_once_and_counts_annotation_files(tm
     tree0 = labeled.tree(root)
     dup = tmp_path / "dups"
     try:
-        out = helpers.run_cli("-d", root, "--duplicates_dir", dup, "--dry_run", "--dataset", "atk-cli", "-q")
+        out = helpers.run_cli(
+            "-d", root, "--duplicates_dir", dup, "--dry_run", "--dataset", "atk-cli", "-q"
+        )
         assert out.returncode == 0, out.stderr
         both = out.stdout + out.stderr
         assert both.count("Would move 2 image(s)") == 1, both

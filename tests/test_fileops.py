@@ -3,14 +3,10 @@
 import errno
 import os
 import shutil
-import subprocess
-import sys
-import time
 
 import pytest
 
 from fiftyone_dedup.moves import fileops
-from fiftyone_dedup.moves import locks
 
 import mounts
 
@@ -126,46 +122,12 @@ def test_paths_that_leave_their_folder_are_refused(tmp_path):
             fileops.join_inside(str(base), rel)
     with pytest.raises(fileops.UnsafePathError, match="symbolic link"):
         fileops.join_inside(str(base), "escape/x.jpg")
-    assert fileops.join_inside(str(base), "inside_link/x.jpg") == str(base / "inside_link" / "x.jpg")
+    assert fileops.join_inside(str(base), "inside_link/x.jpg") == str(
+        base / "inside_link" / "x.jpg"
+    )
     assert fileops.join_inside(str(base), "new/sub/x.jpg") == str(base / "new" / "sub" / "x.jpg")
     with pytest.raises(fileops.UnsafePathError):
         fileops.makedirs_inside(str(base), str(base / "escape" / "deeper"))
     assert not (outside / "deeper").exists()
     fileops.makedirs_inside(str(base), str(base / "a" / "b"))
     assert (base / "a" / "b").is_dir()
-
-
-def test_a_lock_is_exclusive_and_names_its_holder(tmp_path):
-    path = str(tmp_path / "lock")
-    first = locks.FileLock(path, "the duplicates folder X").acquire()
-    with pytest.raises(locks.LockError) as err:
-        locks.FileLock(path, "the duplicates folder X").acquire()
-    msg = str(err.value)
-    assert "the duplicates folder X" in msg and f"pid {os.getpid()}" in msg and "wait" in msg
-    first.release()
-    locks.FileLock(path, "X").acquire().release()
-
-
-def test_a_killed_holder_releases_its_lock(tmp_path):
-    path = str(tmp_path / "lock")
-    code = (
-        "import sys, time; sys.path.insert(0, %r)\n"
-        "from fiftyone_dedup.moves import locks\n"
-        "locks.FileLock(%r, 'x').acquire(); print('held', flush=True); time.sleep(60)\n"
-    ) % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(locks.LockError):
-            locks.FileLock(path, "x").acquire()
-    finally:
-        proc.kill()
-        proc.wait()
-    deadline = time.time() + 5
-    while True:
-        try:
-            locks.FileLock(path, "x").acquire().release()
-            break
-        except locks.LockError:
-            assert time.time() < deadline
-            time.sleep(0.05)

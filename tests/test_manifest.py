@@ -10,13 +10,16 @@ from hypothesis import strategies as st
 
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.moves import manifest as mf
+from fiftyone_dedup.moves import journal as jr
+from fiftyone_dedup.moves import model
+from fiftyone_dedup.moves import paths
 
 SHA = "a" * 64
 SID = "0123456789abcdef01234567"
 
 
 def _manifest(move_id="20250101T000000000000Z-abcdef", labels="keep"):
-    return mf.Manifest(
+    return model.Manifest(
         path="<test>",
         move_id=move_id,
         created="2025-01-01T00:00:00+00:00",
@@ -29,23 +32,40 @@ def _manifest(move_id="20250101T000000000000Z-abcdef", labels="keep"):
         tag="moved",
         duplicates_dataset=None,
         label_fields=["ground_truth"],
-        roots=[mf.Root(path="/data/ds", dest="ds", layout="coco", data_dir=True)],
+        roots=[model.Root(path="/data/ds", dest="ds", layout="coco", data_dir=True)],
     )
 
 
 def _records(m, n=3):
-    out = [mf.header_record(m)]
+    out = [jr.header_record(m)]
     for i in range(n):
         kind = "label" if i == n - 1 else "image"
         src = f"data/sub/img {i}.jpg" if kind == "image" else "labels/x.xml"
-        e = mf.FileEntry(
-            n=i, kind=kind, root=0, src=src,
-            dst=mf.destination(m.move_id, m.roots[0], kind, src, m.labels),
-            sha256=SHA, size=10, mtime_ns=5, sample_ids=[SID], group=1, kept_id=SID, kept_path="/data/ds/data/k.jpg",
+        e = model.FileEntry(
+            n=i,
+            kind=kind,
+            root=0,
+            src=src,
+            dst=paths.destination(m.move_id, m.roots[0], kind, src, m.labels),
+            sha256=SHA,
+            size=10,
+            mtime_ns=5,
+            sample_ids=[SID],
+            group=1,
+            kept_id=SID,
+            kept_path="/data/ds/data/k.jpg",
         )
-        out.append(mf.file_record(e))
-    out.append(mf.annotation_record(mf.AnnotationEntry(0, 0, "labels.json", SHA, mf.annotation_backup(m.move_id, 0, "labels.json"))))
-    out.append({"type": "samples", "backup": mf.samples_backup(m.move_id), "sha256": SHA, "count": 2})
+        out.append(jr.file_record(e))
+    out.append(
+        jr.annotation_record(
+            model.AnnotationEntry(
+                0, 0, "labels.json", SHA, paths.annotation_backup(m.move_id, 0, "labels.json")
+            )
+        )
+    )
+    out.append(
+        {"type": "samples", "backup": paths.samples_backup(m.move_id), "sha256": SHA, "count": 2}
+    )
     out.append({"type": "planned", "num_files": n, "num_annotations": 1})
     out.append({"type": "moved", "n": 0, "reason": None})
     out.append({"type": "skipped", "n": 1, "reason": "changed"})
@@ -65,7 +85,11 @@ def test_written_manifest_reads_back(tmp_path):
         j.append({"type": "phase", "name": "files"}, sync=True)
     got = mf.read_manifest(path)
     assert got.problems == [] and got.state == "moving" and got.planned
-    assert [e.src for e in got.files] == ["data/sub/img 0.jpg", "data/sub/img 1.jpg", "labels/x.xml"]
+    assert [e.src for e in got.files] == [
+        "data/sub/img 0.jpg",
+        "data/sub/img 1.jpg",
+        "labels/x.xml",
+    ]
     assert got.files[0].dst == "ds/data/sub/img 0.jpg"
     assert got.outcomes == {0: ("moved", None), 1: ("skipped", "changed")}
     assert got.phases == {"files"}
@@ -122,7 +146,10 @@ def test_non_utf8_file_names_round_trip(tmp_path):
         (lambda r: r[1].update(sample_ids=["$where"]), "24 hex"),
         (lambda r: r[1].update(n=7), "out of order"),
         (lambda r: r[4].update(backup="../../../../etc/passwd"), "not where backups go"),
-        (lambda r: r[5].update(backup=".fiftyone_dedup/x/../../samples.jsonl"), "not where backups go"),
+        (
+            lambda r: r[5].update(backup=".fiftyone_dedup/x/../../samples.jsonl"),
+            "not where backups go",
+        ),
         (lambda r: r[8].update(n=99), "unknown file"),
     ],
 )
@@ -181,11 +208,32 @@ def test_journal_cuts_a_failed_write(tmp_path):
 
 _VALID = _bytes(_records(_manifest()))
 _HOSTILE_PATHS = st.sampled_from(
-    ["..", "../x", "a/../../b", "/etc/passwd", "", ".", "a//b", "a/./b", "x\x00y", "~root", "a/..", "/", "ds/../.."]
+    [
+        "..",
+        "../x",
+        "a/../../b",
+        "/etc/passwd",
+        "",
+        ".",
+        "a//b",
+        "a/./b",
+        "x\x00y",
+        "~root",
+        "a/..",
+        "/",
+        "ds/../..",
+    ]
 )
 _JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | _HOSTILE_PATHS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | _HOSTILE_PATHS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -198,11 +246,11 @@ def _check_invariants(m):
     for e in m.files:
         fileops.check_relpath(e.src)
         fileops.check_relpath(e.dst)
-        assert e.dst == mf.destination(m.move_id, m.roots[e.root], e.kind, e.src, m.labels)
+        assert e.dst == paths.destination(m.move_id, m.roots[e.root], e.kind, e.src, m.labels)
         assert fileops.is_sha256(e.sha256)
     for a in m.annotations:
         fileops.check_relpath(a.path)
-        assert a.backup == mf.annotation_backup(m.move_id, a.root, a.path)
+        assert a.backup == paths.annotation_backup(m.move_id, a.root, a.path)
     for rel in m.written:
         fileops.check_relpath(rel)
         assert any(rel.startswith(r.dest + "/") for r in m.roots)
@@ -227,7 +275,9 @@ def test_fuzz_random_bytes(data):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 9), st.text(max_size=12), _JSONISH), min_size=1, max_size=6))
+@given(
+    st.lists(st.tuples(st.integers(0, 9), st.text(max_size=12), _JSONISH), min_size=1, max_size=6)
+)
 def test_fuzz_mutated_records(mutations):
     records = _records(_manifest())
     for index, key, value in mutations:
@@ -241,7 +291,17 @@ def test_fuzz_mutated_records(mutations):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(1, 9), st.sampled_from(["src", "dst", "backup", "path", "n", "root", "dest"]), _HOSTILE_PATHS), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 9),
+            st.sampled_from(["src", "dst", "backup", "path", "n", "root", "dest"]),
+            _HOSTILE_PATHS,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_fuzz_hostile_paths(mutations):
     records = _records(_manifest())
     for index, key, value in mutations:
@@ -258,3 +318,23 @@ def test_fuzz_truncated_anywhere(cut):
     m = _parse_or_refuse(_VALID[:cut])
     if m is not None:
         assert len(m.files) <= 3
+
+
+def test_the_manifests_of_a_folder(tmp_path):
+    dup = str(tmp_path)
+    m = _manifest()
+    path = paths.manifest_path(dup, m.move_id)
+    with mf.Journal(path, create=True) as j:
+        for r in _records(m)[:-3]:
+            j.append(r)
+    (tmp_path / "manifest-bad.jsonl").write_bytes(b"not json\n")
+    (tmp_path / "manifest-../x.jsonl".replace("/", "_")).write_bytes(b"")
+    os.symlink(path, str(tmp_path / "manifest-link.jsonl"))
+    assert mf.list_manifests(dup) == [path, str(tmp_path / "manifest-bad.jsonl")]
+    assert [x.move_id for x in mf.read_all(dup)] == [m.move_id]
+    assert mf.state_of(path) == "planning" and mf.state_of(str(tmp_path / "none")) is None
+    assert mf.list_manifests(str(tmp_path / "missing")) == []
+    # a plan a kill interrupted is given up, its empty folders removed
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    mf.abort_plan(mf.read_manifest(path), dup)
+    assert mf.state_of(path) == "aborted" and not (tmp_path / "ds").exists()

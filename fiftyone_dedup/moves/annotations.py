@@ -111,11 +111,15 @@ class Layout:
             a list of root-relative paths
         """
         return [
-            rel for rel in self._shared_names(root)
-            if os.path.isfile(os.path.join(root, rel)) and not os.path.islink(os.path.join(root, rel))
+            rel
+            for rel in self.shared_names(root)
+            if os.path.isfile(os.path.join(root, rel))
+            and not os.path.islink(os.path.join(root, rel))
         ]
 
-    def _shared_names(self, root):
+    def shared_names(self, root):
+        """The names of the shared annotation files a folder of this layout
+        may have (root-relative; present or not)."""
         return []
 
     def split(self, rel, data, moved, root, data_dir):
@@ -142,11 +146,14 @@ class Layout:
         """Files copied (maybe adapted) into the duplicates folder so that
         it loads; root-relative paths of files that exist."""
         return [
-            rel for rel in self._support_names()
-            if os.path.isfile(os.path.join(root, rel)) and not os.path.islink(os.path.join(root, rel))
+            rel
+            for rel in self.support_names()
+            if os.path.isfile(os.path.join(root, rel))
+            and not os.path.islink(os.path.join(root, rel))
         ]
 
-    def _support_names(self):
+    def support_names(self):
+        """The names of this layout's support files (root-relative)."""
         return []
 
     def support_content(self, rel, data, moved, root, data_dir):
@@ -170,7 +177,7 @@ class COCO(Layout):
 
     name = "coco"
 
-    def _shared_names(self, root):
+    def shared_names(self, root):
         return ["labels.json"]
 
     def split(self, rel, data, moved, root, data_dir):
@@ -193,7 +200,11 @@ class COCO(Layout):
             raise AnnotationError(f"{rel}: 'annotations' is not a list")
 
         def moves(a):
-            return isinstance(a, dict) and isinstance(a.get("image_id"), (int, str)) and a["image_id"] in move_ids
+            return (
+                isinstance(a, dict)
+                and isinstance(a.get("image_id"), (int, str))
+                and a["image_id"] in move_ids
+            )
 
         stays = dict(obj)
         stays["images"] = stay_imgs
@@ -259,13 +270,13 @@ class YOLOv4(Layout):
     def label_files(self, image_rel, data_dir):
         return [posixpath.splitext(image_rel)[0] + ".txt"]
 
-    def _shared_names(self, root):
+    def shared_names(self, root):
         return ["images.txt"]
 
     def split(self, rel, data, moved, root, data_dir):
         return _split_lines(data, rel, moved, root)
 
-    def _support_names(self):
+    def support_names(self):
         return ["obj.names"]
 
 
@@ -325,7 +336,7 @@ class YOLOv5(Layout):
                 out.append((split, v, rel))
         return out
 
-    def _shared_names(self, root):
+    def shared_names(self, root):
         d = self._read_yaml(root)
         if d is None:
             return []
@@ -336,7 +347,7 @@ class YOLOv5(Layout):
     def split(self, rel, data, moved, root, data_dir):
         return _split_lines(data, rel, moved, root)
 
-    def _support_names(self):
+    def support_names(self):
         return ["dataset.yaml"]
 
     def support_content(self, rel, data, moved, root, data_dir):
@@ -363,7 +374,7 @@ class CVAT(Layout):
 
     name = "cvat"
 
-    def _shared_names(self, root):
+    def shared_names(self, root):
         return ["labels.xml"]
 
     def split(self, rel, data, moved, root, data_dir):
@@ -406,7 +417,7 @@ class FiftyOneLabels(Layout):
     def __init__(self, name):
         self.name = name
 
-    def _shared_names(self, root):
+    def shared_names(self, root):
         return ["labels.json"]
 
     def split(self, rel, data, moved, root, data_dir):
@@ -443,7 +454,7 @@ class FiftyOneDataset(Layout):
 
     name = "fiftyone"
 
-    def _shared_names(self, root):
+    def shared_names(self, root):
         return ["samples.json"]
 
     def split(self, rel, data, moved, root, data_dir):
@@ -461,7 +472,7 @@ class FiftyOneDataset(Layout):
         b["samples"] = goes
         return _dump_json(a), _dump_json(b), len(goes)
 
-    def _support_names(self):
+    def support_names(self):
         return ["metadata.json"]
 
     def support_content(self, rel, data, moved, root, data_dir):

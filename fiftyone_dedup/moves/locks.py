@@ -18,6 +18,8 @@ import socket
 import stat
 import tempfile
 
+from fiftyone_dedup.moves.paths import STATE_DIR
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,7 +38,11 @@ def locks_dir():
     os.makedirs(path, mode=0o700, exist_ok=True)
     st = os.lstat(path)
     # a shared temporary folder: refuse one that another user planted
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid):
+    if (
+        stat.S_ISLNK(st.st_mode)
+        or not stat.S_ISDIR(st.st_mode)
+        or (uid is not None and st.st_uid != uid)
+    ):
         raise LockError(f"The lock folder {path} is not a folder of this user; remove it")
     return path
 
@@ -146,3 +152,41 @@ def hold(locks):
     finally:
         for lock in reversed(taken):
             lock.release()
+
+
+def duplicates_dir_lock(duplicates_dir):
+    """The lock of a duplicates folder (a file in its state folder).
+
+    Args:
+        duplicates_dir: the duplicates folder
+
+    Returns:
+        a :class:`FileLock`
+    """
+    return FileLock(
+        os.path.join(duplicates_dir, STATE_DIR, "lock"), f"the duplicates folder {duplicates_dir}"
+    )
+
+
+def dataset_lock(dataset):
+    """The lock of a FiftyOne dataset (by its id).
+
+    Args:
+        dataset: the dataset
+
+    Returns:
+        a :class:`FileLock`
+    """
+    return FileLock(keyed_lock_path("dataset", dataset._doc.id), f"dataset '{dataset.name}'")
+
+
+def folder_lock(path):
+    """The lock of a dataset folder (by its real path).
+
+    Args:
+        path: the folder
+
+    Returns:
+        a :class:`FileLock`
+    """
+    return FileLock(keyed_lock_path("folder", os.path.realpath(path)), f"the folder {path}")
