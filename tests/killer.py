@@ -31,7 +31,8 @@ def _run_child(req):
     import fiftyone.core.collections as foc
     import fiftyone.core.dataset as fod
 
-    from fiftyone_dedup.moves import actions
+    from fiftyone_dedup.moves import move
+    from fiftyone_dedup.moves import restore
     from fiftyone_dedup.moves import fileops
     from fiftyone_dedup.moves import manifest as mf
 
@@ -80,16 +81,17 @@ def _run_child(req):
 
     options = req.get("options") or {}
     if req["mode"] == "move":
-        actions.move_duplicates(fo.load_dataset(req["dataset"]), req["duplicates_dir"], **options)
+        move.move_duplicates(fo.load_dataset(req["dataset"]), req["duplicates_dir"], **options)
     else:
-        actions.restore(req["duplicates_dir"], **options)
+        restore.restore(req["duplicates_dir"], **options)
     return {"steps": steps[0], "marks": marks}
 
 
 def serve():
     """Serves requests from stdin until it closes."""
     import fiftyone  # noqa: F401 - imported once, before any fork
-    import fiftyone_dedup.moves.actions  # noqa: F401
+    import fiftyone_dedup.moves.move  # noqa: F401
+    import fiftyone_dedup.moves.restore  # noqa: F401
 
     for line in sys.stdin:
         req = json.loads(line)

@@ -8,8 +8,8 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_dedup.moves import actions
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.moves import move
+from fiftyone_dedup.engine import find
 from fiftyone_dedup.engine import folders
 from fiftyone_dedup.moves import manifest as mf
 
@@ -35,7 +35,7 @@ def load(names, name, dirs, data_dir=True, annotations=True, exclude=()):
         dirs, name=name, data_dir=data_dir, annotations=annotations, exclude=exclude,
     )[0]
     # moves are tested on the encoder's own pairs (verification has its own tests)
-    core.find_duplicates(ds, threshold=10, num_workers=0, verify="none")
+    find.find_duplicates(ds, threshold=10, num_workers=0, verify="none")
     return ds
 
 
@@ -62,7 +62,7 @@ def moved_dataset(tmp_path, names, name="sec"):
     ds = load(names, name, [root])
     tree0 = labeled.tree(root)
     dup = str(tmp_path / "dups")
-    actions.move_duplicates(ds, dup)
+    move.move_duplicates(ds, dup)
     return root, dup, ds, tree0, made
 
 

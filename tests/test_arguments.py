@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import move
+from fiftyone_dedup.moves import restore
 from fiftyone_dedup.moves import arguments
 from fiftyone_dedup.options import ParameterError
 
@@ -29,13 +30,13 @@ def test_bad_arguments_change_nothing(tmp_path, names):
         ),
     ]:
         with pytest.raises(ValueError, match=message):
-            actions.move_duplicates(ds, str(tmp_path / "dups"), **kwargs)
+            move.move_duplicates(ds, str(tmp_path / "dups"), **kwargs)
     with pytest.raises(ValueError, match="not a folder"):
-        actions.move_duplicates(ds, str(file_path))
+        move.move_duplicates(ds, str(file_path))
     with pytest.raises(ValueError, match="must be a folder path"):
-        actions.move_duplicates(ds, "")
+        move.move_duplicates(ds, "")
     with pytest.raises(ValueError, match="not found"):
-        actions.restore(str(tmp_path / "nowhere"))
+        restore.restore(str(tmp_path / "nowhere"))
     assert not os.path.exists(tmp_path / "dups")
 
 

@@ -16,8 +16,9 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_dedup.moves import actions
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.moves import move
+from fiftyone_dedup.moves import restore
+from fiftyone_dedup.engine import find
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.engine import folders
 from fiftyone_dedup.moves import manifest as mf
@@ -35,7 +36,7 @@ def _load(names, name, dirs, **kwargs):
     if fo.dataset_exists(name):
         fo.load_dataset(name).delete()
     ds = folders.load_folders(dirs, name=name, **kwargs)[0]
-    core.find_duplicates(ds, threshold=10, num_workers=0)
+    find.find_duplicates(ds, threshold=10, num_workers=0)
     return ds
 
 
@@ -46,7 +47,7 @@ def _coco_moved(tmp_path, names, name):
     ds = _load(names, name, [root])
     tree0, db0 = labeled.tree(root), labeled.snapshot(ds)
     dup = str(tmp_path / "dups")
-    result = actions.move_duplicates(ds, dup)
+    result = move.move_duplicates(ds, dup)
     assert result.num_moved == 2
     return root, dup, ds, tree0, db0, made
 
@@ -72,7 +73,7 @@ def _state(root, dup, ds):
 def _refused(dup, before, root, ds, match):
     """A restore is refused (Python and command line) and changes nothing."""
     with pytest.raises(mf.ManifestError, match=match):
-        actions.restore(dup)
+        restore.restore(dup)
     assert _state(root, dup, ds) == before
     out = helpers.run_cli("restore", dup, "-q")
     assert out.returncode == 2, (out.stdout, out.stderr)
@@ -116,9 +117,9 @@ def test_annotation_record_naming_an_image_cannot_overwrite_it(tmp_path, names):
     _write(path, [r for r in records if r["type"] not in ("phase", "complete")])
     before = _state(root, dup, ds)
     with pytest.raises(mf.ManifestError, match="data/p0.jpg is an image"):
-        actions.move_duplicates(ds, dup)
+        move.move_duplicates(ds, dup)
     with pytest.raises(mf.ManifestError, match="data/p0.jpg is an image"):
-        actions.resume_moves(dup)
+        restore.resume_moves(dup)
     assert _state(root, dup, ds) == before and fileops.sha256_file(victim) == photo
 
 
@@ -132,7 +133,7 @@ def test_annotation_record_for_a_plain_folder_cannot_overwrite_a_users_file(tmp_
         f.write('{"mine": true}')
     ds = _load(names, "atk-plain", [root], data_dir=False, annotations=False)
     dup = str(tmp_path / "dups")
-    actions.move_duplicates(ds, dup)
+    move.move_duplicates(ds, dup)
     move_id = paths.new_move_id()
     backup = paths.annotation_backup(move_id, 0, "labels.json")
     bpath = os.path.join(dup, *backup.split("/"))
@@ -172,7 +173,7 @@ def _two_folder_moves(tmp_path, names):
     sets = []
     for k, d in enumerate(roots):
         ds = _load(names, f"atk-two-{k}", [d], data_dir=False, annotations=False)
-        assert actions.move_duplicates(ds, dup).num_moved == 1
+        assert move.move_duplicates(ds, dup).num_moved == 1
         sets.append(ds)
     return roots, dup, sets
 
@@ -193,7 +194,7 @@ def test_written_record_cannot_delete_another_moves_file(tmp_path, names):
     _write(path, records)
     before = _state(roots[1], dup, ds2)
     with pytest.raises(mf.ManifestError, match="was recorded as 'm2'"):
-        actions.restore(dup)
+        restore.restore(dup)
     assert _state(roots[1], dup, ds2) == before and os.path.isfile(target)
     # without the folder's rename, the record is outside the move's folders:
     # ignored and said; both moves come back, m1/p0_dup.jpg with them
@@ -203,7 +204,7 @@ def test_written_record_cannot_delete_another_moves_file(tmp_path, names):
         if r["type"] == "file":
             r["dst"] = "m2/" + r["src"]
     _write(path, records)
-    result = actions.restore(dup)
+    result = restore.restore(dup)
     assert result.num_restored == 2
     assert any("outside this move's folders" in msg for msg in result.messages)
     assert fileops.sha256_file(os.path.join(roots[0], "p0_dup.jpg")) == sha
@@ -265,12 +266,12 @@ def test_records_claiming_a_restore_do_not_keep_files_out(tmp_path, names, claim
     root, dup, ds, tree0, db0, made = _coco_moved(tmp_path, names, "atk-claim")
     path = mf.list_manifests(dup)[0]
     _write(path, _records(path) + claims)
-    result = actions.restore(dup)
+    result = restore.restore(dup)
     assert result.num_restored == 2
     assert labeled.tree(root) == tree0
     ds.reload()
     assert labeled.snapshot(ds) == db0
-    assert actions.restore(dup).num_restored == 0  # now it is restored
+    assert restore.restore(dup).num_restored == 0  # now it is restored
 
 
 # ------------------------------------------------------------------ break 10
@@ -292,7 +293,7 @@ def test_restore_killed_across_file_systems_never_loses_a_file_and_converges(tmp
         ds = _load(names, "atk-xfs", [root])
         tree0, db0 = labeled.tree(root), labeled.snapshot(ds)
         dup = os.path.join(other, "dups")
-        assert actions.move_duplicates(ds, dup).num_moved == 2
+        assert move.move_duplicates(ds, dup).num_moved == 2
         rc, _, err = runner.run("restore", ds.name, dup, 0, after_copy=1)
         assert rc == -9, err[-3000:]
         places = [(os.path.join(root, c), os.path.join(dup, "ds", c)) for c in made["copies"]]

@@ -15,6 +15,7 @@ import pytest
 import fiftyone as fo
 
 from fiftyone_dedup.engine import folders
+from fiftyone_dedup.engine import outputs
 
 import helpers
 import labeled
@@ -251,7 +252,7 @@ def test_second_run_on_the_same_dataset_is_refused(tmp_path):
     f10 = tmp_path / "f10"
     make_f10(str(f10))
     args = ("-d", f10, *DHASH, "--dataset", "race", "--dry_run")
-    lock_path = folders.run_lock("race").path
+    lock_path = outputs.run_lock("race").path
     try:
         for _attempt in range(3):
             a = _cli(args, tmp_path)

@@ -4,7 +4,6 @@ import json
 import os
 import time
 
-import numpy as np
 import pytest
 
 import fiftyone as fo

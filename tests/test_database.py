@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import restore
 from fiftyone_dedup.moves import manifest as mf
 
 import labeled
@@ -50,14 +50,15 @@ def _start_mongod(dbpath, port):
 
 _DB_LOST = r"""
 import os, signal, sys
-from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import move
+from fiftyone_dedup.moves import restore
 from fiftyone_dedup.moves import database
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import find
 from fiftyone_dedup.engine import folders
 mode, root, dup, pidfile = sys.argv[1:5]
 if mode == "setup":
     ds = folders.load_folders([root], name="dblost", data_dir=True)[0]
-    core.find_duplicates(ds, threshold=10, num_workers=0)
+    find.find_duplicates(ds, threshold=10, num_workers=0)
     sys.exit(0)
 import fiftyone as fo
 ds = fo.load_dataset("dblost")
@@ -67,7 +68,7 @@ if mode == "kill":
         os.kill(int(open(pidfile).read()), signal.SIGKILL)  # the database dies
         return real(*args)
     database.update_samples = lose_db
-r = actions.move_duplicates(ds, dup)
+r = move.move_duplicates(ds, dup)
 print("moved", r.num_moved, len(r.resumed), len(ds.match_tags("moved")))
 """
 
@@ -110,7 +111,7 @@ def test_database_lost_mid_move_is_finished_by_a_rerun(tmp_path):
         out = run("move")
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["moved", "0", "1", "2"]
-        assert actions.list_moves(dup)[0]["state"] == "moved"
+        assert restore.list_moves(dup)[0]["state"] == "moved"
     finally:
         try:
             os.kill(int(open(pidfile).read()), 9)

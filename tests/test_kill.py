@@ -25,8 +25,8 @@ from PIL import Image
 
 import fiftyone as fo
 
-from fiftyone_dedup.moves import actions
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.moves import restore
+from fiftyone_dedup.engine import find
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.engine import folders
 from fiftyone_dedup.moves import manifest as mf
@@ -75,7 +75,7 @@ def _setup(tmp_path, pristine, name):
     if fo.dataset_exists(name):
         fo.load_dataset(name).delete()
     ds = folders.load_folders([root], name=name)[0]
-    core.find_duplicates(ds, threshold=0, num_workers=0)
+    find.find_duplicates(ds, threshold=0, num_workers=0)
     assert len(ds.match_tags("duplicate")) == NUM_ORIGINALS * COPIES_EACH
     return root, ds
 
@@ -255,7 +255,7 @@ def test_kill_anywhere_during_move_and_restore(tmp_path, pristine, windows, runn
         _result(runner.run("move", name, dup, 0, on_samples=on_samples))
         _check_every_file_once(root, dup, tree0, f"after the move (log: {log})")
 
-        moves = actions.list_moves(dup)
+        moves = restore.list_moves(dup)
         assert all(m["state"] in ("moved", "aborted") for m in moves), (moves, log)
         moved = [m for m in moves if m["state"] == "moved"]
         assert sum(m["num_moved"] for m in moved) == NUM_ORIGINALS * COPIES_EACH, log

@@ -9,6 +9,7 @@ import fiftyone as fo
 from fiftyone_dedup.cli import flags
 from fiftyone_dedup.engine import folders
 from fiftyone_dedup.engine import layouts
+from fiftyone_dedup.engine.errors import FolderError
 
 import helpers
 import labeled
@@ -64,13 +65,13 @@ def test_layout_detected_and_labels_loaded(tmp_path, name):
 def test_named_type_and_unknown_layouts(tmp_path):
     d = tmp_path / "plain"
     helpers.save(helpers.texture(1), str(d / "data" / "a.jpg"))
-    with pytest.raises(folders.FolderError) as err:
+    with pytest.raises(FolderError) as err:
         folders.load_folders([str(d)], name="layout-none")
     # the engine names parameters; the command line shows them as its flags
     message = flags.user_text(err.value)
     assert "No annotations found" in message and "coco: data/ + labels.json" in message
     assert "--no_annot" in message
-    with pytest.raises(folders.FolderError) as err:
+    with pytest.raises(FolderError) as err:
         folders.load_folders([str(d)], name="layout-none", dataset_type="pascal")
     assert "Unknown --dataset_type 'pascal'" in flags.user_text(err.value)
     assert not fo.dataset_exists("layout-none")

@@ -11,8 +11,10 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_dedup.moves import actions
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.moves import move
+from fiftyone_dedup.moves import restore
+from fiftyone_dedup.moves import transfer
+from fiftyone_dedup.engine import encodings
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.moves import locks
 from fiftyone_dedup.moves import manifest as mf
@@ -53,7 +55,7 @@ def test_move_and_restore_round_trip(tmp_path, names, layout, on_samples):
     tree0, db0, n0 = labeled.tree(root), labeled.snapshot(ds), len(ds)
     dup = str(tmp_path / "dups")
 
-    result = actions.move_duplicates(ds, dup, on_samples=on_samples)
+    result = move.move_duplicates(ds, dup, on_samples=on_samples)
     assert result.num_moved == len(copies) and result.skipped == []
     moved_to = {os.path.join(dup, "ds", c) for c in made["copies"]}
     assert all(not os.path.exists(c) for c in copies)
@@ -81,7 +83,7 @@ def test_move_and_restore_round_trip(tmp_path, names, layout, on_samples):
         assert set(other.values("filepath")) == moved_to and len(ds) == n0 - len(copies)
         assert labels_in(other) == len(copies)
 
-    restored = actions.restore(dup)
+    restored = restore.restore(dup)
     assert restored.num_restored == len(copies) and restored.messages == []
     assert labeled.tree(root) == tree0
     ds.reload()
@@ -89,7 +91,7 @@ def test_move_and_restore_round_trip(tmp_path, names, layout, on_samples):
     assert not os.path.exists(os.path.join(dup, "ds"))
     assert not fo.dataset_exists(f"rt-{layout}-duplicates")
     # a second restore has nothing left to do
-    again = actions.restore(dup)
+    again = restore.restore(dup)
     assert again.num_restored == 0 and labeled.tree(root) == tree0
 
 
@@ -100,7 +102,7 @@ def test_labels_dropped(tmp_path, names):
     ds = load(names, "drop-voc", [root])
     tree0, db0 = labeled.tree(root), labeled.snapshot(ds)
     dup = str(tmp_path / "dups")
-    result = actions.move_duplicates(ds, dup, labels="drop")
+    result = move.move_duplicates(ds, dup, labels="drop")
     assert result.num_moved == 2
     # only images in the duplicates folder: no annotations travelled
     files = sorted(labeled.tree(os.path.join(dup, "voc")))
@@ -119,7 +121,7 @@ def test_labels_dropped(tmp_path, names):
     assert len(moved) == 2 and moved.count("ground_truth.detections") == 0
     assert ds.count("ground_truth.detections") == 4  # the staying samples keep theirs
 
-    actions.restore(dup)
+    restore.restore(dup)
     assert labeled.tree(root) == tree0
     ds.reload()
     assert labeled.snapshot(ds) == db0
@@ -131,7 +133,7 @@ def test_coco_labels_dropped_leave_no_annotations(tmp_path, names):
     labeled.make_labeled_folder(root, "coco")
     ds = load(names, "drop-coco", [root])
     dup = str(tmp_path / "dups")
-    actions.move_duplicates(ds, dup, labels="drop", on_samples="delete")
+    move.move_duplicates(ds, dup, labels="drop", on_samples="delete")
     assert not os.path.exists(os.path.join(dup, "coco", "labels.json"))
     assert all(p.endswith(".jpg") for p in labeled.tree(os.path.join(dup, "coco")))
     coco = json.loads(open(os.path.join(root, "labels.json")).read())
@@ -152,15 +154,15 @@ def test_move_to_another_file_system_and_back(tmp_path, names):
         tree0, db0 = labeled.tree(root), labeled.snapshot(ds)
         mtimes = {c: os.stat(os.path.join(root, c)).st_mtime_ns for c in made["copies"]}
         dup = os.path.join(other, "dups")
-        assert actions.move_duplicates(ds, dup).num_moved == 2
+        assert move.move_duplicates(ds, dup).num_moved == 2
         for c in made["copies"]:
             assert os.stat(os.path.join(dup, "yolo", c)).st_mtime_ns == mtimes[c]
-        actions.restore(dup)
+        restore.restore(dup)
         assert labeled.tree(root) == tree0
         ds.reload()
         assert labeled.snapshot(ds) == db0
         # times survive the round trip, so stored hashes stay valid
-        rep = core.compute_hashes(ds, num_workers=0)
+        rep = encodings.compute_hashes(ds, num_workers=0)
         assert rep.num_computed == 0
     finally:
         shutil.rmtree(other, ignore_errors=True)
@@ -177,9 +179,9 @@ def test_read_only_duplicates_folder_and_source(tmp_path, names):
     os.makedirs(ro)
     with mounts.read_only(ro):
         with pytest.raises(ValueError, match=f"Cannot write to the duplicates folder {ro}.*"):
-            actions.move_duplicates(ds, ro)
+            move.move_duplicates(ds, ro)
     with mounts.read_only(root):
-        result = actions.move_duplicates(ds, str(tmp_path / "dups"))
+        result = move.move_duplicates(ds, str(tmp_path / "dups"))
         assert result.num_moved == 0
         assert all("read-only" in s["reason"] for s in result.skipped) and len(result.skipped) == 2
     assert labeled.tree(root) == tree0
@@ -196,7 +198,7 @@ def test_full_disk_refused_before_any_change(tmp_path, names):
     tree0 = labeled.tree(root)
     with mounts.tmpfs(str(tmp_path / "small"), size="64k") as small:
         with pytest.raises(ValueError, match="Not enough space"):
-            actions.move_duplicates(ds, small)
+            move.move_duplicates(ds, small)
         assert mf.list_manifests(small) == []
     assert labeled.tree(root) == tree0
 
@@ -228,8 +230,8 @@ def test_disk_filling_up_mid_move_loses_nothing(tmp_path, names, monkeypatch):
                         pass
 
         monkeypatch.setattr(fileops, "copy_verified", copy_then_fill)
-        with pytest.raises(actions.DiskFullError, match="is full.*Nothing is lost"):
-            actions.move_duplicates(ds, small)
+        with pytest.raises(transfer.DiskFullError, match="is full.*Nothing is lost"):
+            move.move_duplicates(ds, small)
         # every duplicate exists exactly once, intact
         for rel, sha in tree0.items():
             if not rel.startswith("data/"):
@@ -244,18 +246,18 @@ def test_disk_filling_up_mid_move_loses_nothing(tmp_path, names, monkeypatch):
         monkeypatch.setattr(fileops, "copy_verified", real_copy)
         # the interrupted move is finished; what it could not move moves now,
         # into the same folder (never split between coco and coco-2)
-        result = actions.move_duplicates(ds, small)
+        result = move.move_duplicates(ds, small)
         assert len(result.resumed) == 1
         assert sorted(n for n in os.listdir(small) if not n.startswith((".", "manifest-"))) == [
             "coco"
         ]
-        moves = actions.list_moves(small)
+        moves = restore.list_moves(small)
         assert all(m["state"] == "moved" for m in moves)
         assert sum(m["num_moved"] for m in moves) == 8  # COCO: images only, labels.json is shared
         assert len(ds.match_tags("moved")) == 8
         coco = json.loads(open(os.path.join(root, "labels.json")).read())
         assert len(coco["images"]) == 8
-        actions.restore(small)
+        restore.restore(small)
     assert labeled.tree(root) == tree0
     ds.reload()
     assert labeled.snapshot(ds) == db0
@@ -264,7 +266,9 @@ def test_disk_filling_up_mid_move_loses_nothing(tmp_path, names, monkeypatch):
 
 _HOLD = r"""
 import sys, time
-from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import move
+from fiftyone_dedup.moves import restore
+from fiftyone_dedup.moves import transfer
 from fiftyone_dedup.moves import transfer
 real = transfer.move_out
 def slow(m, e, dup):
@@ -273,7 +277,7 @@ def slow(m, e, dup):
     return real(m, e, dup)
 transfer.move_out = slow
 import fiftyone as fo
-actions.move_duplicates(fo.load_dataset(sys.argv[1]), sys.argv[2])
+move.move_duplicates(fo.load_dataset(sys.argv[1]), sys.argv[2])
 """
 
 
@@ -293,24 +297,24 @@ def test_two_runs_at_once_are_refused_and_a_kill_is_finished_later(tmp_path, nam
     try:
         assert proc.stdout.readline().strip() == "moving", proc.stderr.read()
         with pytest.raises(locks.LockError, match=f"the duplicates folder {dup}"):
-            actions.move_duplicates(other, dup)
+            move.move_duplicates(other, dup)
         with pytest.raises(locks.LockError, match="dataset 'locked'"):
-            actions.move_duplicates(ds, str(tmp_path / "elsewhere"))
+            move.move_duplicates(ds, str(tmp_path / "elsewhere"))
         with pytest.raises(locks.LockError, match="duplicates folder"):
-            actions.restore(dup)
+            restore.restore(dup)
         assert not os.path.exists(tmp_path / "elsewhere" / "plain")
     finally:
         proc.kill()  # SIGKILL mid-move
         proc.wait()
-    assert [m["state"] for m in actions.list_moves(dup)] == ["moving"]
+    assert [m["state"] for m in restore.list_moves(dup)] == ["moving"]
     # elsewhere, the unfinished move is pointed out
-    plan = actions.move_duplicates(ds, str(tmp_path / "elsewhere"), dry_run=True)
+    plan = move.move_duplicates(ds, str(tmp_path / "elsewhere"), dry_run=True)
     assert any(f"into {dup} is unfinished" in msg for msg in plan.messages)
-    dry = actions.move_duplicates(ds, dup, dry_run=True)
+    dry = move.move_duplicates(ds, dup, dry_run=True)
     assert any("would be finished first" in msg for msg in dry.messages)
-    result = actions.move_duplicates(ds, dup)
+    result = move.move_duplicates(ds, dup)
     assert len(result.resumed) == 1
-    assert [m["state"] for m in actions.list_moves(dup)] == ["moved"]
+    assert [m["state"] for m in restore.list_moves(dup)] == ["moved"]
     assert len(ds.match_tags("moved")) == 2
 
 
@@ -325,7 +329,7 @@ def test_planted_symlinks_for_locks_and_backups_are_refused(tmp_path, names):
     (dup / ".fiftyone_dedup").mkdir(parents=True)
     os.symlink(victim, dup / ".fiftyone_dedup" / "lock")
     with pytest.raises(locks.LockError, match="must be a plain file"):
-        actions.move_duplicates(ds, str(dup))
+        move.move_duplicates(ds, str(dup))
     assert victim.read_text() == "precious"
     shutil.rmtree(dup)
     dup.mkdir()
@@ -333,7 +337,7 @@ def test_planted_symlinks_for_locks_and_backups_are_refused(tmp_path, names):
     elsewhere.mkdir()
     os.symlink(elsewhere, dup / ".fiftyone_dedup")
     with pytest.raises(ValueError, match="not a folder"):
-        actions.move_duplicates(ds, str(dup))
+        move.move_duplicates(ds, str(dup))
     assert list(elsewhere.iterdir()) == []
     assert len(ds.match_tags("moved")) == 0
 

@@ -7,8 +7,9 @@ import pytest
 
 import fiftyone as fo
 
-from fiftyone_dedup.moves import actions
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.moves import move
+from fiftyone_dedup.engine import find
+from fiftyone_dedup.engine import runs
 from fiftyone_dedup.moves import fileops
 from fiftyone_dedup.engine import folders
 
@@ -24,7 +25,7 @@ def test_dry_run_changes_nothing(tmp_path, names):
     ds = load(names, "dry", [root])
     tree0, db0, info0 = labeled.tree(root), labeled.snapshot(ds), dict(ds.info)
     dup = str(tmp_path / "dups")
-    result = actions.move_duplicates(ds, dup, dry_run=True, on_samples="delete")
+    result = move.move_duplicates(ds, dup, dry_run=True, on_samples="delete")
     assert result.dry_run and result.num_planned == 2 and result.num_moved == 0
     assert {f["src"] for f in result.files} == {os.path.join(root, c) for c in made["copies"]}
     assert {f["dst"] for f in result.files} == {
@@ -49,7 +50,7 @@ def test_files_of_the_same_name_from_two_folders_never_collide(tmp_path, names):
     # something of the user's is already there: never overwritten
     helpers.save(labeled.small_photo(2), os.path.join(dup, "ds", "z_same_name.jpg"))
     mine = labeled.tree(dup)
-    result = actions.move_duplicates(ds, dup)
+    result = move.move_duplicates(ds, dup)
     assert result.num_moved == 2
     dests = sorted(os.path.relpath(f["dst"], dup) for f in result.files)
     assert dests == ["ds-2/z_same_name.jpg", "ds-3/z_same_name.jpg"]
@@ -62,7 +63,7 @@ def test_changed_removed_and_kept_missing_are_not_moved(tmp_path, names):
     root = str(tmp_path / "plain")
     plain_folder(root, num_originals=5, num_copies=4)
     ds = load(names, "changed", [root], data_dir=False, annotations=False)
-    groups = core.get_groups(ds)
+    groups = runs.get_groups(ds)
     assert len(groups) == 4
     changed, removed, kept_gone, fine = [g["duplicates"][0]["filepath"] for g in groups]
     with open(changed, "ab") as f:
@@ -70,7 +71,7 @@ def test_changed_removed_and_kept_missing_are_not_moved(tmp_path, names):
     os.remove(removed)
     os.remove(groups[2]["keep"]["filepath"])
     edited = fileops.sha256_file(changed)
-    result = actions.move_duplicates(ds, str(tmp_path / "dups"))
+    result = move.move_duplicates(ds, str(tmp_path / "dups"))
     reasons = {s["path"]: s["reason"] for s in result.skipped}
     assert "changed since duplicates were found" in reasons[changed]
     assert reasons[removed] == "file not found"
@@ -91,9 +92,9 @@ def test_a_file_another_sample_keeps_is_not_moved(tmp_path, names):
     ds.add_samples(
         [fo.Sample(filepath=os.path.join(root, p)) for p in paths] + [fo.Sample(filepath=copy)]
     )
-    core.find_duplicates(ds.limit(len(paths)), threshold=10, num_workers=0)
+    find.find_duplicates(ds.limit(len(paths)), threshold=10, num_workers=0)
     assert len(ds.match_tags("duplicate")) == 1
-    result = actions.move_duplicates(ds, str(tmp_path / "dups"))
+    result = move.move_duplicates(ds, str(tmp_path / "dups"))
     assert result.num_moved == 0
     assert [s["reason"] for s in result.skipped] == [
         f"also the file of sample {ds.last().id}, which stays"
@@ -109,14 +110,14 @@ def test_duplicates_folder_inside_the_dataset(tmp_path, names):
     # inside the images folder of a labeled dataset: refused before any change
     tree0 = labeled.tree(root)
     with pytest.raises(ValueError, match="inside .*data.*images folder"):
-        actions.move_duplicates(ds, os.path.join(root, "data", "dups"))
+        move.move_duplicates(ds, os.path.join(root, "data", "dups"))
     # containing the dataset: refused
     with pytest.raises(ValueError, match="contains the dataset folder"):
-        actions.move_duplicates(ds, str(tmp_path))
+        move.move_duplicates(ds, str(tmp_path))
     assert labeled.tree(root) == tree0
     # beside data/: fine, and rescans never see the moved files
     dup = os.path.join(root, "duplicates")
-    assert actions.move_duplicates(ds, dup).num_moved == 2
+    assert move.move_duplicates(ds, dup).num_moved == 2
     again = folders.load_folders([root], name="inside", exclude=[dup])[0]
     assert not any(p.startswith(dup) for p in again.values("filepath"))
     assert len(again) == 4
@@ -140,9 +141,9 @@ def test_dataset_paths_leading_outside_are_not_moved(tmp_path, names):
     ds.add_samples(
         [fo.Sample(filepath=os.path.join(root, "sub", "..", "..", "outside", "secret.jpg"))]
     )
-    core.find_duplicates(ds, threshold=10, num_workers=0)
+    find.find_duplicates(ds, threshold=10, num_workers=0)
     assert len(ds.match_tags("duplicate")) == 2
-    result = actions.move_duplicates(ds, str(tmp_path / "dups"), root=root)
+    result = move.move_duplicates(ds, str(tmp_path / "dups"), root=root)
     assert result.num_moved == 0
     reasons = {os.path.basename(os.path.dirname(s["path"])): s["reason"] for s in result.skipped}
     assert reasons == {
@@ -163,9 +164,9 @@ def test_cross_dataset_duplicates_move_and_shared_files_stay(tmp_path, names):
     reference.add_samples([fo.Sample(filepath=p) for p in ref])
     # the query also holds one of the reference's own files
     query.add_samples([fo.Sample(filepath=p) for p in new + [ref[1]]])
-    core.find_cross_duplicates(query, reference, threshold=10)
+    find.find_cross_duplicates(query, reference, threshold=10)
     assert len(query.match_tags("duplicate")) == 2
-    result = actions.move_duplicates(query, str(tmp_path / "dups"), root=str(tmp_path))
+    result = move.move_duplicates(query, str(tmp_path / "dups"), root=str(tmp_path))
     assert result.num_moved == 1
     assert [f["kept"] for f in result.files] == [ref[0]]
     assert [s["reason"] for s in result.skipped] == [

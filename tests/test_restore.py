@@ -4,7 +4,7 @@ followed."""
 import os
 import shutil
 
-from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import restore
 
 import labeled
 
@@ -18,7 +18,7 @@ def test_symlinks_planted_in_the_duplicates_folder_are_not_followed(tmp_path, na
     shutil.rmtree(os.path.join(dup, "ds", "data"))
     os.symlink(outside, os.path.join(dup, "ds", "data"))
     before = labeled.tree(str(outside))
-    result = actions.restore(dup)
+    result = restore.restore(dup)
     assert result.num_restored == 0
     assert all("symbolic link" in f["reason"] for f in result.files)
     assert labeled.tree(str(outside)) == before  # nothing taken from outside
@@ -32,7 +32,7 @@ def test_symlinks_planted_in_the_dataset_are_not_written_through(tmp_path, names
     sub = os.path.join(root, "data", "sub")
     os.rmdir(sub)  # emptied by the move
     os.symlink(outside, sub)
-    result = actions.restore(dup)
+    result = restore.restore(dup)
     assert result.num_restored == 0 and list(outside.iterdir()) == []
     assert all(os.path.exists(os.path.join(dup, "ds", c)) for c in made["copies"])
 

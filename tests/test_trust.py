@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import restore
 from fiftyone_dedup.moves import manifest as mf
 from fiftyone_dedup.moves import trust
 from fiftyone_dedup.moves.model import Manifest, ManifestError, Root
@@ -20,14 +20,14 @@ def test_restore_refuses_folders_the_dataset_does_not_vouch_for(tmp_path, names)
     victim.mkdir()
     # the manifest now claims the files came from another folder
     rewrite_manifest(dup, lambda r: r[0]["roots"][0].update(path=str(victim)))
-    result = actions.restore(dup)
+    result = restore.restore(dup)
     assert result.num_restored == 0
     assert (
         "has no record of" in result.moves[0]["error"] and str(victim) in result.moves[0]["error"]
     )
     assert list(victim.iterdir()) == []
     # naming it explicitly is the user's call
-    result = actions.restore(dup, trusted_roots=[str(victim)])
+    result = restore.restore(dup, trusted_roots=[str(victim)])
     assert result.num_restored == 2 and sorted(p.name for p in (victim / "data" / "sub").iterdir())
 
 
@@ -52,7 +52,7 @@ def test_crafted_paths_in_a_manifest_touch_nothing_outside(tmp_path, names):
     assert any("'..'" in p for p in m.problems) and any(
         "not where backups go" in p for p in m.problems
     )
-    result = actions.restore(dup)
+    result = restore.restore(dup)
     assert not target.exists() and list(outside.iterdir()) == []
     # the honest entry went back; the crafted ones were ignored
     assert result.num_restored == 1

@@ -1,7 +1,7 @@
 """The encode operators: perceptual hashes (:class:`ComputeHashes`) and CNN
 embeddings (:class:`ComputeEmbeddings`) as sample fields, over
-:func:`fiftyone_dedup.engine.core.compute_hashes` and
-:func:`~fiftyone_dedup.engine.core.compute_embeddings`.
+:func:`fiftyone_dedup.engine.encodings.compute_hashes` and
+:func:`~fiftyone_dedup.engine.embedding_fields.compute_embeddings`.
 """
 
 import logging
@@ -61,7 +61,7 @@ class ComputeHashes(base.RunOperator):
         delegate=False,
     ):
         """Computes hashes through the operator (see
-        :func:`fiftyone_dedup.engine.core.compute_hashes`).
+        :func:`fiftyone_dedup.engine.encodings.compute_hashes`).
 
         Args:
             sample_collection: a dataset or view
@@ -140,7 +140,7 @@ class ComputeEmbeddings(base.RunOperator):
         overwrite=False, delegate=False,
     ):
         """Computes embeddings through the operator (see
-        :func:`fiftyone_dedup.engine.core.compute_embeddings`).
+        :func:`fiftyone_dedup.engine.embedding_fields.compute_embeddings`).
 
         Args:
             sample_collection: a dataset or view

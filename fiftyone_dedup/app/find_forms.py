@@ -31,7 +31,7 @@ _KEEP_LABELS = {
 
 
 def find_kwargs(params, spec, view, mode="within"):
-    """The arguments of :func:`fiftyone_dedup.engine.core.find_duplicates`
+    """The arguments of :func:`fiftyone_dedup.engine.find.find_duplicates`
     (or ``find_cross_duplicates``) that the form sets.
 
     Args:

@@ -1,8 +1,8 @@
 """The find operators: duplicates within the target
 (:class:`FindDuplicates`) and between it and other datasets
 (:class:`FindCrossDuplicates`), over
-:func:`fiftyone_dedup.engine.core.find_duplicates` and
-:func:`~fiftyone_dedup.engine.core.find_cross_duplicates`.
+:func:`fiftyone_dedup.engine.find.find_duplicates` and
+:func:`~fiftyone_dedup.engine.find.find_cross_duplicates`.
 """
 
 import logging
@@ -126,7 +126,7 @@ class FindDuplicates(base.RunOperator):
         delegate=False,
     ):
         """Finds duplicates through the operator (see
-        :func:`fiftyone_dedup.engine.core.find_duplicates`).
+        :func:`fiftyone_dedup.engine.find.find_duplicates`).
 
         Args:
             sample_collection: a dataset or view
@@ -145,7 +145,7 @@ class FindDuplicates(base.RunOperator):
             model (None): CNN: the model name or embeddings field; defaults
                 to ``"efficientnet-lite0"``
             verify ("orb"): ``"orb"`` or ``"none"`` (see
-                :func:`fiftyone_dedup.engine.core.find_duplicates`)
+                :func:`fiftyone_dedup.engine.find.find_duplicates`)
             delegate (False): schedule instead of running now
 
         Returns:

@@ -1,7 +1,7 @@
 """The move operators: duplicates' files out to a folder, undoably
 (:class:`MoveDuplicates`), and back (:class:`RestoreDuplicates`), over
-:func:`fiftyone_dedup.moves.actions.move_duplicates` and
-:func:`~fiftyone_dedup.moves.actions.restore`. Both forms show the plan (a
+:func:`fiftyone_dedup.moves.move.move_duplicates` and
+:func:`~fiftyone_dedup.moves.restore.restore`. Both forms show the plan (a
 dry run) and ask to confirm it.
 """
 
@@ -15,7 +15,9 @@ from fiftyone_dedup.app import appui
 from fiftyone_dedup.app import base
 from fiftyone_dedup.app import forms
 from fiftyone_dedup.engine import field_names
-from fiftyone_dedup.moves import actions
+from fiftyone_dedup.moves import arguments
+from fiftyone_dedup.moves import move
+from fiftyone_dedup.moves import restore
 from fiftyone_dedup.moves import fileops
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ def _duplicates_dir_input(ctx, inputs, description, moving=True):
     if not value:
         return None
     try:
-        path = actions.check_dir_arg(value)
+        path = arguments.check_dir_arg(value)
         problem = _folder_problem(ctx.dataset if moving else None, value)
         if problem is None:
             return path
@@ -70,7 +72,7 @@ def _folder_problem(dataset, value):
     parent = path
     while not os.path.lexists(parent):
         parent = os.path.dirname(parent)
-    # the words of the move itself (moves.actions), checked without creating
+    # the words of the move itself (moves.move), checked without creating
     if not os.path.isdir(parent):
         return (
             f"Cannot write to the duplicates folder {path}: "
@@ -173,7 +175,7 @@ class MoveDuplicates(base.RunOperator):
         delegate=False,
     ):
         """Moves duplicates through the operator (see
-        :func:`fiftyone_dedup.moves.actions.move_duplicates`).
+        :func:`fiftyone_dedup.moves.move.move_duplicates`).
 
         Args:
             sample_collection: a dataset or view
@@ -186,7 +188,7 @@ class MoveDuplicates(base.RunOperator):
 
         Returns:
             the move's summary dict (see
-            :func:`fiftyone_dedup.moves.actions.list_moves`), or the
+            :func:`fiftyone_dedup.moves.restore.list_moves`), or the
             ``ExecutionResult`` of a scheduled run
         """
         params = dict(
@@ -197,7 +199,7 @@ class MoveDuplicates(base.RunOperator):
         if delegate:
             return result
         name = sample_collection._root_dataset.name
-        moves = [m for m in actions.list_moves(duplicates_dir) if m.get("dataset") == name]
+        moves = [m for m in restore.list_moves(duplicates_dir) if m.get("dataset") == name]
         return moves[-1] if moves else None
 
     def form(self, ctx, inputs):
@@ -233,7 +235,7 @@ class MoveDuplicates(base.RunOperator):
 
     def _preview(self, ctx, inputs, run_key, dup):
         try:
-            plan = actions.move_duplicates(
+            plan = move.move_duplicates(
                 ctx.target_view(), dup, run_key=run_key,
                 labels=ctx.params.get("labels", "keep"),
                 on_samples=ctx.params.get("on_samples", "keep"),
@@ -270,7 +272,7 @@ class MoveDuplicates(base.RunOperator):
         params = ctx.params
 
         def work(progress):
-            return actions.move_duplicates(
+            return move.move_duplicates(
                 view,
                 params["duplicates_dir"],
                 run_key=params.get("run_key", field_names.DEFAULT_RUN_KEY),
@@ -317,7 +319,7 @@ class RestoreDuplicates(base.RunOperator):
 
     def __call__(self, sample_collection, duplicates_dir, move_id=None, delegate=False):
         """Restores through the operator (see
-        :func:`fiftyone_dedup.moves.actions.restore`).
+        :func:`fiftyone_dedup.moves.restore.restore`).
 
         Args:
             sample_collection: the dataset whose moves to undo
@@ -334,14 +336,14 @@ class RestoreDuplicates(base.RunOperator):
         if delegate:
             return result
         name = sample_collection._root_dataset.name
-        return [m for m in actions.list_moves(duplicates_dir) if m.get("dataset") == name]
+        return [m for m in restore.list_moves(duplicates_dir) if m.get("dataset") == name]
 
     def form(self, ctx, inputs):
         dup = _duplicates_dir_input(ctx, inputs, "The duplicates folder of the move", moving=False)
         if dup is None:
             return
         moves = [
-            m for m in actions.list_moves(dup)
+            m for m in restore.list_moves(dup)
             if m.get("dataset") == ctx.dataset.name
             and m.get("state") in ("moving", "moved", "restoring")
         ]
@@ -360,7 +362,7 @@ class RestoreDuplicates(base.RunOperator):
         inputs.enum("move_id", choices.values(), default="all", label="Move", view=choices)
         move_id = ctx.params.get("move_id", "all")
         try:
-            plan = actions.restore(
+            plan = restore.restore(
                 dup, move_id=None if move_id == "all" else move_id,
                 dataset_name=ctx.dataset.name, dry_run=True,
             )
@@ -383,7 +385,7 @@ class RestoreDuplicates(base.RunOperator):
         name = ctx.dataset.name
 
         def work(progress):
-            return actions.restore(
+            return restore.restore(
                 dup, move_id=None if move_id == "all" else move_id, dataset_name=name,
                 progress=progress,
             )

@@ -7,6 +7,7 @@ import os
 
 from fiftyone_dedup.cli.flags import user_text
 from fiftyone_dedup.cli.parser import PROG, UsageError
+from fiftyone_dedup.engine.errors import FolderError
 
 
 def _read_encodings(args):
@@ -151,7 +152,7 @@ def validate_args(args):
     dirs = _resolve_dirs(args) if args.dirs else []
     try:
         dirs = folders.check_dirs(dirs, data_dir=not args.no_data_dir)
-    except folders.FolderError as e:
+    except FolderError as e:
         raise UsageError(user_text(e)) from None
     _check_encodings(args, spec)
     _check_outputs(args, dirs)

@@ -24,13 +24,11 @@ import logging
 import os
 import sys
 
-from fiftyone_dedup.cli.flags import PARAM_FLAGS, flag_for, one_line
-from fiftyone_dedup.cli.parser import PROG, Parser, UsageError
+from fiftyone_dedup.cli.flags import one_line
+from fiftyone_dedup.cli.parser import PROG, UsageError
 
 logger = logging.getLogger("fiftyone_dedup")
 
-# PARAM_FLAGS, flag_for and Parser are kept here for their callers
-__all__ = ["PARAM_FLAGS", "PROG", "Parser", "UsageError", "flag_for", "main"]
 
 
 def _configure_logging(verbose):

@@ -186,13 +186,6 @@ def make_demo_dataset(directory):
     return {"dir": directory, "num_images": len(images), "planted": planted}
 
 
-def build_parser():
-    """The argument parser of ``fiftyone-dedup demo``."""
-    from fiftyone_dedup.cli import parser
-
-    return parser.build_demo_parser()
-
-
 def _earlier_demo_dataset(name):
     # a dataset of that name that fiftyone-dedup made, not one made by hand
     import fiftyone as fo

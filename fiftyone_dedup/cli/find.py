@@ -8,6 +8,7 @@ import os
 from fiftyone_dedup.cli import checks
 from fiftyone_dedup.cli import database
 from fiftyone_dedup.cli.parser import PROG
+from fiftyone_dedup.engine.errors import FolderError
 
 logger = logging.getLogger("fiftyone_dedup")
 
@@ -48,11 +49,11 @@ def _check_dataset(args, dirs):
     if reason is None:
         return
     if args.dry_run:
-        raise folders.FolderError(
+        raise FolderError(
             f"{reason}; a dry run never changes it: choose another --dataset name to preview"
         )
     if not args.overwrite_dataset:
-        raise folders.FolderError(
+        raise FolderError(
             f"{reason}; it is left as it is: choose another --dataset name, or "
             "pass --overwrite_dataset to replace it with these folders"
         )
@@ -123,11 +124,11 @@ def _run_locked(args, spec, threshold, dirs, progress, lock):
 
 def _resume_moves(args, dirs, progress):
     """Finishes a move killed earlier, before the folders are rescanned."""
-    from fiftyone_dedup.moves import actions
+    from fiftyone_dedup.moves import restore
     from fiftyone_dedup.engine import folders
 
     name = args.dataset or folders.default_dataset_name(dirs)
-    for done in actions.resume_moves(args.duplicates_dir, dataset_name=name, progress=progress):
+    for done in restore.resume_moves(args.duplicates_dir, dataset_name=name, progress=progress):
         print(f"Finished the interrupted move {done.move_id}: {done.num_moved} image(s) moved")
 
 
@@ -147,7 +148,7 @@ def _load(args, dirs, progress):
         progress=progress,
     )
     if dataset.count("id") == 0:
-        raise folders.FolderError(
+        raise FolderError(
             "No images found in " + ", ".join(
                 folders.images_dir(d, not args.no_data_dir) for d in dirs
             )
@@ -158,10 +159,10 @@ def _load(args, dirs, progress):
 
 def _move(args, dataset, rep, progress):
     """Moves the duplicates (or, with --dry_run, prints the plan)."""
-    from fiftyone_dedup.moves import actions
+    from fiftyone_dedup.moves import move
     from fiftyone_dedup.cli import report as report_mod
 
-    moved = actions.move_duplicates(
+    moved = move.move_duplicates(
         dataset,
         args.duplicates_dir,
         run_key=args.run_key,

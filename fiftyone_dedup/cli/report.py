@@ -102,7 +102,7 @@ def add_move(report, result):
 
     Args:
         report: a dict from :func:`build_report`
-        result: a :class:`fiftyone_dedup.moves.actions.MoveResult`
+        result: a :class:`fiftyone_dedup.moves.results.MoveResult`
     """
     report["move"] = result.to_dict()
     summary = report["summary"]

@@ -11,19 +11,19 @@ def run_restore(args):
     """Runs ``fiftyone-dedup restore`` on parsed arguments.
 
     Returns:
-        the :class:`fiftyone_dedup.moves.actions.RestoreResult`
+        the :class:`fiftyone_dedup.moves.results.RestoreResult`
     """
     dup = os.path.abspath(os.path.expanduser(args.duplicates_dir))
     if not os.path.isdir(dup):
         raise UsageError(f"Duplicates folder not found: {dup}")
     if args.move_id is not None:
         _check_move_id(dup, args.move_id)
-    from fiftyone_dedup.moves import actions
+    from fiftyone_dedup.moves import restore
 
     if not args.verbose:
         logging.getLogger("fiftyone").setLevel(logging.WARNING)
     connect_database()
-    result = actions.restore(
+    result = restore.restore(
         dup,
         move_id=args.move_id,
         dataset_name=args.dataset,

@@ -434,12 +434,12 @@ def _check_keep_field(parts, keep, priority):
 
 
 def _keep_order(parts, items, keep, priority):
-    from fiftyone_dedup.engine import folders
+    from fiftyone_dedup.engine import outputs
 
     cache = {}
 
     def in_output_folder(folder):
-        return folders.enclosing_output_folder(folder, cache) is not None
+        return outputs.enclosing_output_folder(folder, cache) is not None
 
     prefs = []
     for part in parts:

@@ -27,13 +27,6 @@ from fiftyone_dedup.engine.errors import FolderError, FolderParameterError
 
 logger = logging.getLogger(__name__)
 
-# kept here for their callers: the folders this tool wrote, the run lock
-output_folder_kind = outputs.output_folder_kind
-enclosing_output_folder = outputs.enclosing_output_folder
-run_lock = outputs.run_lock
-hold_run_lock = outputs.hold_run_lock
-write_json = outputs.write_json
-
 #: file extensions scanned as images (case-insensitive)
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm "
@@ -118,7 +111,7 @@ def scan_images(directory, exclude=(), skipped=None, outputs=None):
     are listed when their first bytes look like an image. Hidden files and
     folders are skipped, and so are the folders (and files) in ``exclude``
     (such as the duplicates folder) and every folder this tool wrote (see
-    :func:`output_folder_kind`). Symlinked folders are not followed, so a
+    :func:`~fiftyone_dedup.engine.outputs.output_folder_kind`). Symlinked folders are not followed, so a
     link loop cannot trap the scan.
 
     Args:
@@ -143,7 +136,7 @@ def scan_images(directory, exclude=(), skipped=None, outputs=None):
         logger.warning("Cannot read folder %s: %s", err.filename, err.strerror)
 
     for root, dirs, files in os.walk(directory, onerror=onerror):
-        if root != directory and output_folder_kind(root, dirs + files):
+        if root != directory and outputs.output_folder_kind(root, dirs + files):
             outputs.append(root)
             dirs[:] = []
             continue
@@ -275,7 +268,7 @@ def check_dirs(dirs, data_dir=True):
                 )
         if path in out:
             raise FolderError(f"Folder given twice: {path}")
-        dup = enclosing_output_folder(path)
+        dup = outputs.enclosing_output_folder(path)
         if dup is not None:
             raise FolderError(
                 f"Folder {path} is inside {dup}, a duplicates folder of an "

@@ -7,7 +7,7 @@ import os
 import fiftyone as fo
 import fiftyone.core.media as fom
 
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import samples as sample_checks
 from fiftyone_dedup.moves.model import LABELS, ON_SAMPLES
 from fiftyone_dedup.options import ParameterError
 
@@ -65,13 +65,13 @@ def check_move_args(samples, duplicates_dir, run_key, labels, on_samples, tag, d
             :class:`fiftyone_dedup.options.ParameterError` naming it where
             one is to blame)
     """
-    core.check_collection(samples)
+    sample_checks.check_collection(samples)
     if samples.media_type == fom.GROUP:
         raise ValueError(
             "Grouped datasets cannot be moved; select a slice with select_group_slices() first"
         )
     dup = check_dir_arg(duplicates_dir)
-    run_key = core.validate_run_key(run_key)
+    run_key = sample_checks.validate_run_key(run_key)
     check_choice("labels", labels, LABELS)
     check_choice("on_samples", on_samples, ON_SAMPLES)
     if tag is not None and (not isinstance(tag, str) or not tag.strip()):

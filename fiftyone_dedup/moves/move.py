@@ -20,7 +20,8 @@ import logging
 import os
 
 
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import field_names
+from fiftyone_dedup.engine import runs
 from fiftyone_dedup.moves import annotation_files
 from fiftyone_dedup.moves import arguments
 from fiftyone_dedup.moves import database
@@ -47,7 +48,7 @@ DEFAULT_DUPLICATES_DIR = "duplicates"
 def move_duplicates(
     samples,
     duplicates_dir,
-    run_key=core.DEFAULT_RUN_KEY,
+    run_key=field_names.DEFAULT_RUN_KEY,
     labels="keep",
     on_samples="keep",
     tag=DEFAULT_MOVED_TAG,
@@ -137,7 +138,7 @@ def move_duplicates(
         logger.debug("%s", result.format())  # the caller prints it
         return result
 
-    core.require_run(samples, run_key)
+    runs.require_run(samples, run_key)
     created = _ensure_writable_dir(dup)
     try:
         return _move_locked(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import fiftyone.core.labels as fol
 from fiftyone import ViewField as F
 
-from fiftyone_dedup.engine import core
+from fiftyone_dedup.engine import field_names
 from fiftyone_dedup.engine import runs
 from fiftyone_dedup.engine.folders import SOURCE_FIELD
 from fiftyone_dedup.moves import annotations as annots
@@ -181,8 +181,8 @@ def make_plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplica
             duplicates folder is inside a dataset folder
     """
     dataset = samples._root_dataset
-    config = core.require_run(samples, run_key)
-    index = _Samples(dataset, core.stamp_field(config.field))
+    config = runs.require_run(samples, run_key)
+    index = _Samples(dataset, field_names.stamp_field(config.field))
     roots = _Roots(dataset, index, duplicates_dir, root)
     images, skipped, already = _plan_images(samples, run_key, config, index, roots, duplicates_dir)
     check_duplicates_dir(roots.all_folders(), duplicates_dir)
@@ -226,7 +226,7 @@ def make_plan(samples, duplicates_dir, run_key, labels, on_samples, tag, duplica
 
 def _plan_images(samples, run_key, config, index, roots, duplicates_dir):
     """The duplicates' files that can move, and why the others cannot."""
-    group_f, role_f, kept_f, _ = core.output_fields(run_key, config.metric)
+    group_f, role_f, kept_f, _ = field_names.output_fields(run_key, config.metric)
     # cross-dataset runs record the kept file, which may be in another dataset
     kfp_f = runs.output_field(run_key, "kept_filepath")
     fields = [
@@ -234,7 +234,7 @@ def _plan_images(samples, run_key, config, index, roots, duplicates_dir):
         for f in ("id", group_f, kept_f, kfp_f)
         if f != kfp_f or samples._root_dataset.has_sample_field(f)
     ]
-    view = samples.match(F(role_f) == core.ROLE_DUPLICATE)
+    view = samples.match(F(role_f) == field_names.ROLE_DUPLICATE)
     values = view.values(fields)
     ids, groups, kept_ids = values[:3]
     kept_paths = values[3] if len(values) > 3 else [None] * len(ids)
