@@ -210,3 +210,17 @@ def test_old_paths_are_the_new_modules(shim):
 
     old = importlib.import_module(shim)
     assert old.__name__.startswith("fiftyone_dedup.") and old.__name__ != shim
+
+
+def test_every_pure_and_moves_module_has_its_own_test_file():
+    missing = []
+    for m in MODULES:
+        parts = m.split(".")
+        if len(parts) < 3 or parts[1] not in ("algorithms", "moves"):
+            continue
+        name = parts[-1]
+        if name.startswith("_") or os.path.isdir(os.path.join(PKG, *parts[1:])):
+            continue  # private kernels, packages
+        if not os.path.isfile(os.path.join(ROOT, "tests", f"test_{name}.py")):
+            missing.append(f"{m}: tests/test_{name}.py")
+    assert not missing, "modules without a test file:\n" + "\n".join(missing)
