@@ -4,6 +4,7 @@ import logging
 import os
 
 from fiftyone_dedup.cli.database import connect_database
+from fiftyone_dedup.cli.flags import flag_for
 from fiftyone_dedup.cli.parser import UsageError
 
 
@@ -31,11 +32,16 @@ def run_restore(args):
         dry_run=args.dry_run,
         progress=False if args.quiet else True,
     )
-    print(result.format())
+    print(_flags_named(result.format()))
     errors = [m for m in result.moves if m.get("error")]
     if errors and not result.num_restored:
-        raise ValueError(errors[0]["error"])
+        raise ValueError(_flags_named(errors[0]["error"]))
     return result
+
+
+def _flags_named(text):
+    # the engine names its parameter; here it is a flag
+    return text.replace("trusted_roots", flag_for("trusted_roots"))
 
 
 def _check_move_id(dup, move_id):
