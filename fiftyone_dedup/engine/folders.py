@@ -22,7 +22,7 @@ import os
 
 import fiftyone as fo
 
-from fiftyone_dedup.engine import outputs
+from fiftyone_dedup.engine.outputs import enclosing_output_folder, output_folder_kind
 from fiftyone_dedup.engine.errors import FolderError, FolderParameterError
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def scan_images(directory, exclude=(), skipped=None, outputs=None):
     are listed when their first bytes look like an image. Hidden files and
     folders are skipped, and so are the folders (and files) in ``exclude``
     (such as the duplicates folder) and every folder this tool wrote (see
-    :func:`~fiftyone_dedup.engine.outputs.output_folder_kind`). Symlinked folders are not followed, so a
+    :func:`output_folder_kind`). Symlinked folders are not followed, so a
     link loop cannot trap the scan.
 
     Args:
@@ -136,7 +136,7 @@ def scan_images(directory, exclude=(), skipped=None, outputs=None):
         logger.warning("Cannot read folder %s: %s", err.filename, err.strerror)
 
     for root, dirs, files in os.walk(directory, onerror=onerror):
-        if root != directory and outputs.output_folder_kind(root, dirs + files):
+        if root != directory and output_folder_kind(root, dirs + files):
             outputs.append(root)
             dirs[:] = []
             continue
@@ -268,7 +268,7 @@ def check_dirs(dirs, data_dir=True):
                 )
         if path in out:
             raise FolderError(f"Folder given twice: {path}")
-        dup = outputs.enclosing_output_folder(path)
+        dup = enclosing_output_folder(path)
         if dup is not None:
             raise FolderError(
                 f"Folder {path} is inside {dup}, a duplicates folder of an "
