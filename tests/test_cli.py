@@ -85,10 +85,25 @@ def test_console_script_and_help():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-d", "/does/not/exist", "--no_data_dir", "--no_annot"], "Folder not found: /does/not/exist"),
-        (["-d", "{dir}", "--no_data_dir", "--no_annot", "--encoder", "DHash", "--threshold", "99"], "between 0 and 64"),
-        (["-d", "{dir}", "--no_data_dir", "--no_annot", "--threshold", "ten"], "--threshold must be a number"),
-        (["-d", "{dir}", "--no_data_dir", "--no_annot", "--encoder", "SIFT"], "Unknown encoder 'SIFT'"),
+        (
+            ["-d", "/does/not/exist", "--no_data_dir", "--no_annot"],
+            "Folder not found: /does/not/exist",
+        ),
+        (
+            [
+                "-d", "{dir}", "--no_data_dir", "--no_annot",
+                "--encoder", "DHash", "--threshold", "99",
+            ],
+            "between 0 and 64",
+        ),
+        (
+            ["-d", "{dir}", "--no_data_dir", "--no_annot", "--threshold", "ten"],
+            "--threshold must be a number",
+        ),
+        (
+            ["-d", "{dir}", "--no_data_dir", "--no_annot", "--encoder", "SIFT"],
+            "Unknown encoder 'SIFT'",
+        ),
         (["-d", "{dir}", "--no_annot"], "No 'data' folder in"),
         (["-d", "{dir}", "--no_data_dir"], "No annotations found"),
         (["-d", "{dir}", "--no_data_dir", "--no_annot", "--num_workers", "-2"], "--num_workers"),
@@ -184,7 +199,9 @@ def test_coco_dataset_moves_with_labels_and_restores(tmp_path):
     dup = tmp_path / "duplicates"  # the default, in the current folder
     rep = json.loads(report_path.read_text())
     assert rep["summary"]["num_moved"] == 2 and rep["move"]["manifest"].startswith(str(dup))
-    assert {f["dst"] for f in rep["move"]["files"]} == {str(dup / "dataset" / c) for c in made["copies"]}
+    assert {f["dst"] for f in rep["move"]["files"]} == {
+        str(dup / "dataset" / c) for c in made["copies"]
+    }
     assert "moved" in out.stdout and "fiftyone-dedup restore" in out.stdout
     # the source stays a valid COCO dataset; the duplicates are one too
     src = labeled.load_layout(root, "coco")
@@ -204,7 +221,9 @@ def test_coco_dataset_moves_with_labels_and_restores(tmp_path):
     assert labeled.tree(root) == tree0
     # the rerun had dropped the moved samples (their files were gone): back too
     ds = fo.load_dataset("cli-move")
-    assert len(ds) == 6 and set(ds.values("filepath")) >= {os.path.join(root, c) for c in made["copies"]}
+    assert len(ds) == 6 and set(ds.values("filepath")) >= {
+        os.path.join(root, c) for c in made["copies"]
+    }
     ds.delete()
 
 
@@ -244,7 +263,9 @@ def test_bad_duplicates_dir_exits_2_before_any_change(tmp_path, dup, message):
     made = _coco_folder(tmp_path / "dataset")
     tree0 = labeled.tree(made["dir"])
     fill = lambda s: s.replace("{dir}", made["dir"]).replace("{parent}", str(tmp_path))  # noqa: E731
-    out = helpers.run_cli("-d", made["dir"], "--duplicates_dir", fill(dup), "--dataset", "cli-baddup")
+    out = helpers.run_cli(
+        "-d", made["dir"], "--duplicates_dir", fill(dup), "--dataset", "cli-baddup"
+    )
     assert out.returncode == 2, out.stderr
     lines = [l for l in out.stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1 and fill(message) in lines[0], out.stderr
@@ -270,7 +291,11 @@ def test_app_flag_serves_the_duplicates_view(folder, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "FIFTYONE_DEFAULT_APP_PORT": str(port), "FIFTYONE_DEFAULT_APP_ADDRESS": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "FIFTYONE_DEFAULT_APP_PORT": str(port),
+        "FIFTYONE_DEFAULT_APP_ADDRESS": "127.0.0.1",
+    }
     env.pop("DISPLAY", None)
     # stderr to a file: a pipe nobody reads could fill up and block the run
     errors = open(tmp_path / "stderr.txt", "w+")

@@ -36,7 +36,9 @@ def make_f10(directory):
         rel = f"p{i}.jpg" if i % 2 == 0 else os.path.join("sub", f"p{i}.jpg")
         img = labeled.small_photo(i, size=(192, 144))
         originals.append(helpers.save(img, os.path.join(directory, rel)))
-        copies.append(helpers.save(helpers.resized(img), os.path.join(directory, rel[:-4] + "_half.jpg")))
+        copies.append(
+            helpers.save(helpers.resized(img), os.path.join(directory, rel[:-4] + "_half.jpg"))
+        )
     return originals, copies
 
 
@@ -148,7 +150,9 @@ def test_later_run_never_scans_an_earlier_duplicates_folder(tmp_path):
         assert not any(os.path.exists(c) for c in copies)
 
         report = tmp_path / "r2.json"
-        out = helpers.run_cli("-d", "f10", *DHASH, "--dataset", "f10", "--report", report, cwd=tmp_path)
+        out = helpers.run_cli(
+            "-d", "f10", *DHASH, "--dataset", "f10", "--report", report, cwd=tmp_path
+        )
         assert out.returncode == 0, out.stderr
         assert all(os.path.exists(p) for p in originals)
         assert all(p.exists() for p in moved_to)
@@ -214,7 +218,10 @@ def test_gallery_is_never_loaded_as_images_and_histograms_stay_out(tmp_path):
                               cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         assert _report(report)["summary"]["num_samples"] == 10
-        assert "Not scanned: 1 folder(s)" in out.stderr and str(f10 / "duplicates_display") in out.stderr
+        assert (
+            "Not scanned: 1 folder(s)" in out.stderr
+            and str(f10 / "duplicates_display") in out.stderr
+        )
         assert (tmp_path / "duplicates_display" / "index.html").exists()
         # a histogram inside the dataset folder: refused before any work
         out = helpers.run_cli(*args[:-1], "hist.png", cwd=f10)

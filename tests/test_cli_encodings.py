@@ -96,7 +96,9 @@ def test_stale_entries_are_recomputed_or_dropped(tmp_path):
     os.utime(paths[0], (time.time() + 5, time.time() + 5))
     os.remove(paths[1])  # gone
     report = tmp_path / "r.json"
-    out = helpers.run_cli(*args, "stale-2", "--encodings_in", enc_path, "--report", report, "--dry_run")
+    out = helpers.run_cli(
+        *args, "stale-2", "--encodings_in", enc_path, "--report", report, "--dry_run"
+    )
     assert out.returncode == 0, out.stderr
     s = json.loads(report.read_text())["summary"]
     assert s["num_samples"] == 5 and s["num_computed"] == 1 and s["num_reused"] == 4

@@ -61,7 +61,9 @@ def _plain_folder(directory, num_textures=4, copies=2):
         img = helpers.texture(500 + s)
         helpers.save(img, os.path.join(directory, f"t{s}.png"))
         if s < copies:
-            helpers.save(helpers.resized(img, 0.5), os.path.join(directory, "copies", f"t{s}_small.png"))
+            helpers.save(
+                helpers.resized(img, 0.5), os.path.join(directory, "copies", f"t{s}_small.png")
+            )
     return str(directory)
 
 
@@ -165,15 +167,40 @@ def coco(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--report", "{dir}/labels.json"], "--report {dir}/labels.json is a file of the dataset folder {dir}"),
-        (["--encodings_out", "{dir}/labels.json"], "--encodings_out {dir}/labels.json is a file of the dataset folder"),
-        (["--encodings_out", "{dir}/labels"], "--encodings_out {dir}/labels.json is a file of the dataset folder"),
-        (["--report", "{dir}/data/new_report.json", "--encodings_out", "{dir}/data/new_report.json"], "name the same file"),
-        (["--histogram", "{dir}/data/hist.png"], "--histogram {dir}/data/hist.png is inside the dataset folder"),
-        (["--report", "{out}/notes.json"], "--report would overwrite {out}/notes.json, which is not a report written by fiftyone-dedup"),
+        (
+            ["--report", "{dir}/labels.json"],
+            "--report {dir}/labels.json is a file of the dataset folder {dir}",
+        ),
+        (
+            ["--encodings_out", "{dir}/labels.json"],
+            "--encodings_out {dir}/labels.json is a file of the dataset folder",
+        ),
+        (
+            ["--encodings_out", "{dir}/labels"],
+            "--encodings_out {dir}/labels.json is a file of the dataset folder",
+        ),
+        (
+            [
+                "--report", "{dir}/data/new_report.json",
+                "--encodings_out", "{dir}/data/new_report.json",
+            ],
+            "name the same file",
+        ),
+        (
+            ["--histogram", "{dir}/data/hist.png"],
+            "--histogram {dir}/data/hist.png is inside the dataset folder",
+        ),
+        (
+            ["--report", "{out}/notes.json"],
+            "--report would overwrite {out}/notes.json, "
+            "which is not a report written by fiftyone-dedup",
+        ),
         (["--report", "{out}/photo.jpg"], "which is not a report written by"),
         (["--encodings_out", "{out}/notes.json"], "which is not an encodings file written by"),
-        (["--histogram", "{out}/photo.png"], "--histogram would overwrite {out}/photo.png, which is not a histogram"),
+        (
+            ["--histogram", "{out}/photo.png"],
+            "--histogram would overwrite {out}/photo.png, which is not a histogram",
+        ),
         (["--report", "{out}/link.json"], "is a file of the dataset folder"),
     ],
 )
@@ -249,7 +276,10 @@ def test_keep_field_must_be_a_numeric_field(tmp_path, keep, message):
 
 def test_keep_field_of_an_existing_dataset_is_used(tmp_path):
     d = _plain_folder(tmp_path / "imgs")
-    args = ["-d", d, "--no_data_dir", "--no_annot", "--encoder", "DHash", "--dataset", "keep-score", "--dry_run", "-q"]
+    args = [
+        "-d", d, "--no_data_dir", "--no_annot", "--encoder", "DHash",
+        "--dataset", "keep-score", "--dry_run", "-q",
+    ]
     assert helpers.run_cli(*args).returncode == 0
     ds = fo.load_dataset("keep-score")
     ds.set_values("score", [float(len(p)) for p in ds.values("filepath")])
@@ -303,9 +333,18 @@ def _crafted(path, kind):
         "5000 digits": '{"a.png": [1, %s]}' % ("9" * 5000),
         "deep nesting": '{"a.png": ' + "[" * 100000 + "]" * 100000 + "}",
         "lone surrogate": '{"a\\udc80.png": "00ff00ff00ff00ff"}',
-        "version -1": '{"format": "fiftyone-dedup-encodings", "version": -1, "encoder": "dhash", "datasets": []}',
-        "version true": '{"format": "fiftyone-dedup-encodings", "version": true, "encoder": "dhash", "datasets": []}',
-        "huge version": '{"format": "fiftyone-dedup-encodings", "version": %s, "encoder": "dhash", "datasets": []}' % ("7" * 400),
+        "version -1": (
+            '{"format": "fiftyone-dedup-encodings", "version": -1, '
+            '"encoder": "dhash", "datasets": []}'
+        ),
+        "version true": (
+            '{"format": "fiftyone-dedup-encodings", "version": true, '
+            '"encoder": "dhash", "datasets": []}'
+        ),
+        "huge version": (
+            '{"format": "fiftyone-dedup-encodings", "version": %s, '
+            '"encoder": "dhash", "datasets": []}' % ("7" * 400)
+        ),
     }[kind]
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)

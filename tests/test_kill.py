@@ -59,7 +59,14 @@ def _make_coco(root, num_originals=NUM_ORIGINALS, copies_each=COPIES_EACH):
                 "bbox": [2, 2, 10, 8], "area": 80, "iscrowd": 0,
             })
     with open(os.path.join(root, "labels.json"), "w") as f:
-        json.dump({"categories": [{"id": 1, "name": "thing"}], "images": images, "annotations": annotations}, f)
+        json.dump(
+            {
+                "categories": [{"id": 1, "name": "thing"}],
+                "images": images,
+                "annotations": annotations,
+            },
+            f,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +184,9 @@ def _check_every_file_once(root, dup, tree0, context, allow_two_copies=False):
         places = [os.path.join(root, rel)] + [os.path.join(dup, d, rel) for d in dests]
         here = [p for p in places if os.path.lexists(p)]
         # a copy across file systems is complete before its source goes
-        assert len(here) == 1 or (allow_two_copies and len(here) == 2), f"{context}: {rel} at {here}"
+        assert len(here) == 1 or (allow_two_copies and len(here) == 2), (
+            f"{context}: {rel} at {here}"
+        )
         for p in here:
             assert fileops.sha256_file(p) == sha, f"{context}: {p} changed"
     with open(os.path.join(root, "labels.json")) as f:
@@ -251,7 +260,10 @@ def test_kill_anywhere_during_move_and_restore(tmp_path, pristine, windows, runn
         for phase in (0, 1, 1, 2):
             window = _next_windows(dup, windows, "move")[phase]
             if window is not None:
-                _kill(runner, "move", name, dup, root, tree0, rng.randint(*window), log, on_samples=on_samples)
+                _kill(
+                    runner, "move", name, dup, root, tree0, rng.randint(*window), log,
+                    on_samples=on_samples,
+                )
         _result(runner.run("move", name, dup, 0, on_samples=on_samples))
         _check_every_file_once(root, dup, tree0, f"after the move (log: {log})")
 
@@ -300,14 +312,22 @@ def test_kill_during_a_move_to_another_file_system(tmp_path, pristine, windows, 
             rc, _, err = runner.run("move", name, dup, 0, after_copy=rng.randint(1, 200))
             assert rc == -9, err[-3000:]
             _check_every_file_once(root, dup, tree0, "killed after a copy", allow_two_copies=True)
-        _kill(runner, "move", name, dup, root, tree0, rng.randint(*windows["move"][1]), log, allow_two_copies=True)
+        _kill(
+            runner, "move", name, dup, root, tree0, rng.randint(*windows["move"][1]), log,
+            allow_two_copies=True,
+        )
         _result(runner.run("move", name, dup, 0))
         _check_every_file_once(root, dup, tree0, f"after the move (log: {log})")
         assert not any(fileops.TEMP_MARK in p for p in labeled.tree(dup)), "temporary copies left"
         rc, _, err = runner.run("restore", name, dup, 0, after_copy=rng.randint(1, 400))
         assert rc == -9, err[-3000:]
-        _check_every_file_once(root, dup, tree0, "restore killed after a copy", allow_two_copies=True)
-        _kill(runner, "restore", name, dup, root, tree0, rng.randint(*windows["restore"][1]), log, allow_two_copies=True)
+        _check_every_file_once(
+            root, dup, tree0, "restore killed after a copy", allow_two_copies=True
+        )
+        _kill(
+            runner, "restore", name, dup, root, tree0, rng.randint(*windows["restore"][1]), log,
+            allow_two_copies=True,
+        )
         _result(runner.run("restore", name, dup, 0))
         assert labeled.tree(root) == tree0, log
         ds.reload()

@@ -157,7 +157,9 @@ def test_root_and_relative_dirs(home):
     # dir_2 repeats dir_1: all of it goes, dir_1 loses its planted copies
     moved_2 = _images(str(home / "cwd" / "duplicates" / "dir_2"))
     assert len(moved_2) == made["num_images"]
-    assert len(_images(str(home / "dataset" / "dir_1"))) == made["num_images"] - len(made["planted"])
+    assert len(_images(str(home / "dataset" / "dir_1"))) == (
+        made["num_images"] - len(made["planted"])
+    )
     _assert_valid_coco(str(home / "dataset" / "dir_1"))
 
 
