@@ -295,6 +295,7 @@ def test_app_flag_serves_the_duplicates_view(folder, tmp_path):
         **os.environ,
         "FIFTYONE_DEFAULT_APP_PORT": str(port),
         "FIFTYONE_DEFAULT_APP_ADDRESS": "127.0.0.1",
+        "PYTHONFAULTHANDLER": "1",  # SIGABRT prints every thread's stack
     }
     env.pop("DISPLAY", None)
     # stderr to a file: a pipe nobody reads could fill up and block the run
@@ -332,8 +333,13 @@ def test_app_flag_serves_the_duplicates_view(folder, tmp_path):
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            # where it hangs: faulthandler writes every thread's stack
+            proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         errors.close()
     assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()
     fo.load_dataset("cli-app").delete()
