@@ -305,6 +305,9 @@ def test_app_flag_serves_the_duplicates_view(folder, tmp_path):
          "--no_annot", "--encoder", "DHash", "--dataset", "cli-app", "--quiet", "--app",
          "--dry_run"],
         stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=tmp_path,
+        # Ctrl-C must reach it even when the tests run as a background job,
+        # which inherits SIGINT ignored (the CLI would then never stop)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         url = None
