@@ -136,15 +136,6 @@ def _load_line(line):
         return None
 
 
-def _load_line(line):
-    if len(line) > _MAX_LINE:
-        return None
-    try:
-        return json.loads(line.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-
-
 def read_all(duplicates_dir):
     """Every readable manifest of a duplicates folder, oldest first.
 
