@@ -71,7 +71,7 @@ def test_find_verified_hashes(tmp_path, encoder, threshold):
     inl = runs.output_field("dedup", runs.VERIFY_SUFFIX)
     dups = ds.match({"dedup_role": "duplicate"})
     assert len(dups) > 0
-    assert min(dups.values(inl)) >= verify.MIN_INLIERS
+    assert min(dups.values(inl)) >= verify.MIN_WEAK_INLIERS
     cfg = ds.get_run_info("dedup").config
     assert cfg.verify == "orb"
     assert cfg.verify_settings["candidates_per_sample"] > 0
@@ -131,6 +131,61 @@ def test_find_cross_verified(tmp_path):
             assert p not in found
 
 
+def _cropped(tmp_path):
+    """Photos and copies cropped by 25% (centred, in a corner) and by 10%:
+    ``({original: [its crops]})``."""
+    out = {}
+    for k, img in enumerate(_photos()[:5]):
+        w, h = img.size
+        boxes = {
+            "centre": (w // 8, h // 8, w - w // 8, h - h // 8),
+            "corner": (w // 4, 0, w, 3 * h // 4),
+            "tenth": (w // 10, h // 20, w, h - h // 20),
+        }
+        orig = verify_sets.write(img, str(tmp_path / f"p{k}"))
+        out[orig] = [
+            verify_sets.write(img.crop(box), str(tmp_path / f"p{k}_{name}"))
+            for name, box in boxes.items()
+        ]
+    return out
+
+
+def test_hash_runs_find_cropped_copies(tmp_path):
+    # a crop moves a DHash far from the whole image's; the DHashes of the
+    # image's own crops are candidates, verified like the rest
+    import fiftyone_dedup as fod
+
+    crops = _cropped(tmp_path)
+    ds = _dataset([p for o, cs in crops.items() for p in [o] + cs], "verify-crops")
+    fod.find_duplicates(ds, encoder="dhash", threshold=10)
+    fod.find_duplicates(ds, encoder="dhash", threshold=10, verify="none", run_key="plain")
+    together = {p: set(g) for g in _groups(ds) for p in g}
+    for orig, cs in crops.items():
+        assert together.get(orig) == {orig, *cs}, orig
+    plain = {p for g in _groups(ds, "plain") for p in g[1:]}
+    assert sum(p not in plain for cs in crops.values() for p in cs) >= 5
+    cfg = ds.get_run_info("dedup").config
+    assert cfg.verify_settings["crop_bits"] == 16
+
+
+@pytest.mark.parametrize("crops_in", ["query", "reference"])
+def test_cross_hash_runs_find_cropped_copies_either_way(tmp_path, crops_in):
+    import fiftyone_dedup as fod
+
+    crops = _cropped(tmp_path)
+    originals = _dataset(list(crops), f"verify-crops-orig-{crops_in}")
+    copies = _dataset([p for cs in crops.values() for p in cs], f"verify-crops-{crops_in}")
+    query, ref = (copies, originals) if crops_in == "query" else (originals, copies)
+    fod.find_cross_duplicates(query, ref, encoder="dhash", threshold=10)
+    paths, kept = query.values(["filepath", "dedup_kept_filepath"])
+    found = {p: k for p, k in zip(paths, kept) if k}
+    for orig, cs in crops.items():
+        if crops_in == "query":
+            assert all(found.get(c) == orig for c in cs), orig
+        else:
+            assert found.get(orig) in cs, orig
+
+
 def test_cli_verify_flag_and_histogram(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -146,7 +201,7 @@ def test_cli_verify_flag_and_histogram(tmp_path):
     assert rep["verify"] == "orb"
     for g in rep["groups"]:
         assert len({truth[p] for p in [g["keep"]] + g["duplicates"]}) == 1
-        assert all(d["inliers"] >= verify.MIN_INLIERS for d in g["details"])
+        assert all(d["inliers"] >= verify.MIN_WEAK_INLIERS for d in g["details"])
     assert png.exists() and png.stat().st_size > 0
     out = helpers.run_cli(
         "-d", str(folder), "--no_data_dir", "--no_annot", "--dry_run", "--encoder", "DHash",

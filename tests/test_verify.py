@@ -109,3 +109,60 @@ def test_validate_method():
     assert verify.validate_method("ORB") == "orb"
     with pytest.raises(ValueError, match="verify"):
         verify.validate_method("sift-please")
+
+
+def test_small_photos_and_their_reencoded_copies_verified(tmp_path):
+    # small images give few keypoints (photo 6 at 96 x 72 and its copy at
+    # JPEG quality 70: 37 inliers); the thumbnails then confirm the weaker
+    # geometric evidence
+    photos = [helpers.photo(k).resize((96, 72)) for k in range(helpers.num_photos())]
+    assert len(photos) >= 8
+    originals, copies = [], []
+    for k, img in enumerate(photos):
+        for out, im, name in ((originals, img, "p"), (copies, helpers.jpeg(img, 70), "c")):
+            feats, err = verify.file_features(helpers.save(im, str(tmp_path / f"{name}{k}.jpg")))
+            assert err is None
+            out.append(feats)
+    for k, (fa, fb) in enumerate(zip(originals, copies)):
+        assert verify.verify_pair(fa, fb) >= 0, k
+        assert verify.verify_pair(fb, fa) >= 0, k
+    assert _verified_pairs(originals) == []
+
+
+@pytest.mark.parametrize(
+    "name, make, size",
+    [
+        ("text pages", lambda: verify_sets.text_pages(24), (72, 96)),
+        ("texture tiles", lambda: verify_sets.texture_tiles(24), (64, 64)),
+        ("star fields", lambda: verify_sets.star_fields(24), (96, 72)),
+        (
+            "coffee regions",
+            lambda: verify_sets.photo_regions(24, _skimage("coffee"), size=200),
+            (80, 80),
+        ),
+    ],
+)
+def test_small_hard_negatives_never_verified(name, make, size):
+    images = [im.resize(size, Image.LANCZOS) for im in make()]
+    assert _verified_pairs(_features(images)) == [], name
+
+
+def test_batched_matches_are_opencv_ratio_test(photo_features):
+    # the numba kernel against OpenCV's own 2-nearest search, pair by pair
+    import cv2
+    import numpy as np
+
+    feats = photo_features
+    a, b = np.triu_indices(len(feats), 1)
+    a, b = np.r_[a, b], np.r_[b, a]
+    out_q, out_t, counts = verify._matches(feats, a, b, "descriptors")
+    assert counts.sum() > 0
+    for r, (i, j) in enumerate(zip(a, b)):
+        da, db = feats[i].descriptors, feats[j].descriptors
+        dist, nidx = cv2.batchDistance(
+            da, db, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2, update=0, crosscheck=False
+        )
+        qi = np.flatnonzero(dist[:, 0] < verify.RATIO * dist[:, 1])
+        n = counts[r]
+        assert out_q[r, :n].tolist() == qi.tolist()
+        assert out_t[r, :n].tolist() == nidx[qi, 0].tolist()

@@ -28,9 +28,13 @@ def _font(size):
 
 
 def _crop(img, f):
+    # a crop of f of each side, at a position of its own for each image size
+    # (not always centred)
     w, h = img.size
-    dx, dy = int(w * f / 2), int(h * f / 2)
-    return img.crop((dx, dy, w - dx, h - dy))
+    rng = np.random.default_rng(w * 7919 + h)
+    cw, ch = round(w * (1 - f)), round(h * (1 - f))
+    x, y = (int(v) for v in rng.integers(0, [w - cw + 1, h - ch + 1]))
+    return img.crop((x, y, x + cw, y + ch))
 
 
 def _rotate(img, deg):

@@ -118,7 +118,7 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False)
         path: the image path
         draft_size (None): an optional ``(width, height)``; JPEGs are decoded
             at the smallest DCT scale (1, 1/2, 1/4, 1/8) that is still at least
-            this large
+            this large. An int asks for that much on the longer side only
         max_pixels (DEFAULT_MAX_PIXELS): the most pixels an image may decode
             to; ``None`` for no limit
         luma (False): with ``draft_size``, decode colour JPEGs to their luma
@@ -157,6 +157,8 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False)
         raise DecodeError(f"cannot open: {e}") from None
 
     width, height = img.size
+    if isinstance(draft_size, int):
+        draft_size = (draft_size, 1) if width >= height else (1, draft_size)
     if draft_size is not None and img.format == "JPEG":
         try:
             img.draft("L" if luma else "RGB", tuple(int(s) for s in draft_size))
@@ -213,8 +215,9 @@ def load_rgb(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False):
 
     Args:
         path: the image path
-        draft_size (None): an optional ``(width, height)`` to which JPEGs may
-            be DCT-reduced while decoding (see :func:`open_image`)
+        draft_size (None): an optional ``(width, height)`` (or longer side)
+            to which JPEGs may be DCT-reduced while decoding (see
+            :func:`open_image`)
         max_pixels (DEFAULT_MAX_PIXELS): the most pixels an image may decode
             to; ``None`` for no limit
         luma (False): with ``draft_size``, return draft-decoded JPEGs as their

@@ -58,8 +58,13 @@ RATIO = 0.8
 #: RANSAC reprojection error, as a fraction of the longer side
 REPROJ_FRACTION = 0.012
 
-#: inliers needed to verify a pair
+#: inliers that verify a pair on their own
 MIN_INLIERS = 40
+
+#: fewer inliers (at least these) verify a pair when the thumbnails agree
+#: too: small or soft images give few keypoints (a 96 x 72 photo and its
+#: re-encoded copy: 37 inliers of 52 matches)
+MIN_WEAK_INLIERS = 20
 
 #: the share of the ratio-tested matches that must be inliers: repeated
 #: structure (words of one font in one layout) gives many matches of which
@@ -75,6 +80,12 @@ MAX_SCALE = 4.0
 
 #: below this many keypoints, the thumbnail check is used instead
 MIN_KEYPOINTS = 30
+
+#: crops whose DHash each image keeps, as ``(side, steps)``: crops of that
+#: fraction of each side at ``steps`` x ``steps`` positions, the centre among
+#: them. A copy cropped by 25% (10%) has its own DHash near one of the first
+#: (second) where the whole image's DHash is far (benchmarks/bench_verify.py)
+CROPS = ((0.75, 5), (0.9, 3))
 
 #: thumbnail side for textureless images
 THUMB_SIZE = 32
@@ -127,6 +138,8 @@ class Features:
         thumb: ``(THUMB_SIZE, THUMB_SIZE)`` float32 grey thumbnail
         dihedral: ``(8,)`` uint64 DHash of the 8 dihedral transforms (the
             image itself first)
+        crops: uint64 DHash of the crops of :data:`CROPS` (candidates for
+            cropped copies: a crop's own DHash is near one of them)
     """
 
     size: tuple
@@ -136,6 +149,7 @@ class Features:
     mirror_descriptors: np.ndarray
     thumb: np.ndarray
     dihedral: np.ndarray
+    crops: np.ndarray = None
 
 
 def _cv2():
@@ -179,6 +193,18 @@ def _dhash(cv2, grey):
     return np.uint64(int(np.packbits(bits).tobytes().hex(), 16))
 
 
+def _crops(a):
+    # the crops of CROPS, each in a grid of positions over the image
+    h, w = a.shape
+    out = []
+    for side, steps in CROPS:
+        ch, cw = max(1, round(h * side)), max(1, round(w * side))
+        for y in np.linspace(0, h - ch, steps).round().astype(int):
+            for x in np.linspace(0, w - cw, steps).round().astype(int):
+                out.append(a[y:y + ch, x:x + cw])
+    return out
+
+
 def _dihedral(a):
     # the 8 dihedral transforms of a 2D array, the array itself first
     out = []
@@ -216,6 +242,10 @@ def image_features(image):
     dihedral = np.array(
         [_dhash(cv2, np.ascontiguousarray(t)) for t in _dihedral(square)], dtype=np.uint64
     )
+    crops = np.array(
+        [_dhash(cv2, cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA)) for c in _crops(grey)],
+        dtype=np.uint64,
+    )
     return Features(
         size=(grey.shape[1], grey.shape[0]),
         points=pts,
@@ -224,6 +254,7 @@ def image_features(image):
         mirror_descriptors=mdesc,
         thumb=thumb.astype(np.float32),
         dihedral=dihedral,
+        crops=crops,
     )
 
 
@@ -240,7 +271,7 @@ def file_features(path, max_pixels=decode.DEFAULT_MAX_PIXELS):
     """
     try:
         img = decode.load_rgb(
-            path, draft_size=(FEATURE_SIZE, FEATURE_SIZE), max_pixels=max_pixels, luma=True
+            path, draft_size=FEATURE_SIZE, max_pixels=max_pixels, luma=True
         )
         return image_features(img), None
     except decode.DecodeError as e:
@@ -274,42 +305,63 @@ def files_features(paths, num_workers=None):
         yield from pool.imap(file_features, paths, chunksize=chunksize)
 
 
-def _matches(cv2, da, db):
-    # Lowe's ratio test on each descriptor's 2 nearest: what BFMatcher's
-    # knnMatch computes (it calls batchDistance), as arrays, not DMatch objects
-    if len(da) < 2 or len(db) < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    dist, nidx = cv2.batchDistance(
-        da, db, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2, update=0, crosscheck=False
+def _packed(features, images, attr):
+    # the descriptors of some images as (n, 4) uint64 rows and their offsets
+    arrays = [getattr(features[i], attr) for i in images.tolist()]
+    off = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in arrays], out=off[1:])
+    if not off[-1]:
+        return np.zeros((0, 4), np.uint64), off, 0
+    rows = np.ascontiguousarray(np.concatenate(arrays)).view(np.uint64).reshape(-1, 4)
+    return rows, off, int(np.diff(off).max())
+
+
+def _matches(features, a, b, attr):
+    # Lowe's ratio test on each descriptor's 2 nearest (what BFMatcher's
+    # knnMatch gives) for many pairs at once: a's descriptors ``attr``
+    # against b's own
+    from fiftyone_dedup.algorithms import _match_kernels
+
+    ia, ua = np.unique(a, return_inverse=True)
+    ib, ub = np.unique(b, return_inverse=True)
+    qrows, qoff, width = _packed(features, ia, attr)
+    trows, toff, _ = _packed(features, ib, "descriptors")
+    out_q = np.empty((len(a), max(width, 1)), dtype=np.int32)
+    out_t = np.empty_like(out_q)
+    counts = np.zeros(len(a), dtype=np.int64)
+    _match_kernels.ratio_matches(
+        qrows, qoff, trows, toff, ua.astype(np.int64), ub.astype(np.int64), RATIO,
+        out_q, out_t, counts,
     )
-    qi = np.flatnonzero((nidx[:, 1] >= 0) & (dist[:, 0] < RATIO * dist[:, 1]))
-    return qi.astype(np.int64), nidx[qi, 0].astype(np.int64)
+    return out_q, out_t, counts
 
 
 def _fit(cv2, pa, pb, size_a, size_b):
-    # inliers of one similarity transform a -> b, 0 when implausible
-    if len(pa) < MIN_INLIERS:
-        return 0
+    # ``(score, inliers)`` of one similarity transform a -> b: the score is
+    # the inlier count when the fit is plausible and has at least
+    # MIN_WEAK_INLIERS, else 0
+    if len(pa) < MIN_WEAK_INLIERS:
+        return 0, 0
     reproj = REPROJ_FRACTION * max(size_b)
     model, mask = cv2.estimateAffinePartial2D(
         pa, pb, method=cv2.RANSAC, ransacReprojThreshold=reproj,
         maxIters=2000, confidence=0.995,
     )
     if model is None or mask is None:
-        return 0
+        return 0, 0
     inl = mask.ravel().astype(bool)
     n = int(inl.sum())
-    if n < MIN_INLIERS or n < MIN_INLIER_RATIO * len(pa):
-        return 0
+    if n < MIN_WEAK_INLIERS or n < MIN_INLIER_RATIO * len(pa):
+        return 0, n
     scale = float(np.hypot(model[0, 0], model[1, 0]))
     if not (1.0 / MAX_SCALE <= scale <= MAX_SCALE):
-        return 0
+        return 0, n
     # inliers spread over the overlap, not one logo: in both images
     for pts, size in ((pa[inl], size_a), (pb[inl], size_b)):
         span = np.ptp(pts, axis=0)
         if span[0] * span[1] < MIN_COVERAGE * size[0] * size[1]:
-            return 0
-    return n
+            return 0, n
+    return n, n
 
 
 def _thumb_check(ta, tb):
@@ -340,23 +392,67 @@ def verify_pair(fa, fb):
         :data:`THUMB_SCORE` for textureless images that match by their
         thumbnails) when verified, else ``-1``
     """
-    if fa is None or fb is None:
-        return -1
-    if min(len(fa.points), len(fb.points)) < MIN_KEYPOINTS:
-        return THUMB_SCORE if _thumb_check(fa.thumb, fb.thumb) else -1
-    cv2 = _cv2()
-    qi, ti = _matches(cv2, fa.descriptors, fb.descriptors)
-    n = _fit(cv2, fa.points[qi], fb.points[ti], fa.size, fb.size)
-    if n:
-        return n
-    # a mirrored copy: a's mirror image against b
-    qi, ti = _matches(cv2, fa.mirror_descriptors, fb.descriptors)
-    n = _fit(cv2, fa.mirror_points[qi], fb.points[ti], fa.size, fb.size)
-    return n if n else -1
+    return int(verify_pairs([fa, fb], np.array([0]), np.array([1]))[0])
+
+
+#: the matching passes of a pair ``(a, b)``: a's descriptors (``attr``)
+#: against b's, a's mirror image (flipped copies), and, after a near miss
+#: (at least MIN_WEAK_INLIERS inliers, too small a share of the matches),
+#: b's against a's: the ratio test keeps other matches that way round
+_PASSES = (("descriptors", False), ("mirror_descriptors", False), ("descriptors", True))
+
+
+def _verify_chunk(cv2, features, a, b):
+    out = np.full(len(a), -1, dtype=np.int32)
+    rest = []
+    for k, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
+        fa, fb = features[i], features[j]
+        if fa is None or fb is None:
+            continue
+        if min(len(fa.points), len(fb.points)) < MIN_KEYPOINTS:
+            if _thumb_check(fa.thumb, fb.thumb):
+                out[k] = THUMB_SCORE
+            continue
+        rest.append(k)
+    rest = np.array(rest, dtype=np.int64)
+    weak, near = {}, []
+    for attr, reverse in _PASSES:
+        if reverse:
+            rest = np.array([k for k in near if out[k] < 0], dtype=np.int64)
+        if not len(rest):
+            continue
+        q, t = (b[rest], a[rest]) if reverse else (a[rest], b[rest])
+        out_q, out_t, counts = _matches(features, q, t, attr)
+        failed = []
+        for r, k in enumerate(rest.tolist()):
+            fq, ft = features[q[r]], features[t[r]]
+            n = int(counts[r])
+            pts = fq.mirror_points if attr == "mirror_descriptors" else fq.points
+            score, inliers = _fit(cv2, pts[out_q[r, :n]], ft.points[out_t[r, :n]], fq.size, ft.size)
+            if score >= MIN_INLIERS:
+                out[k] = score
+                continue
+            failed.append(k)
+            if score:
+                weak[k] = max(score, weak.get(k, 0))
+            elif attr == "descriptors" and not reverse and inliers >= MIN_WEAK_INLIERS:
+                near.append(k)
+        if not reverse:
+            rest = np.array(failed, dtype=np.int64)
+    # fewer inliers (small or soft images): the thumbnails must agree too
+    for k, n in weak.items():
+        if out[k] < 0 and _thumb_check(features[a[k]].thumb, features[b[k]].thumb):
+            out[k] = n
+    return out
+
+
+#: pairs matched per kernel call (bounds its buffers)
+_CHUNK = 2048
 
 
 def verify_pairs(features, a, b, progress=None):
-    """Verifies pairs of images.
+    """Verifies pairs of images; descriptors are matched for many pairs at
+    once, on all cores.
 
     Args:
         features: a list of :class:`Features` (or None for unreadable
@@ -369,14 +465,13 @@ def verify_pairs(features, a, b, progress=None):
     Returns:
         an int32 array of verification scores, ``-1`` where a pair failed
     """
+    cv2 = _cv2()
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
     out = np.full(len(a), -1, dtype=np.int32)
-    step = 0
-    for k, (i, j) in enumerate(zip(a, b)):
-        out[k] = verify_pair(features[i], features[j])
-        step += 1
-        if progress is not None and step == 256:
-            progress(step)
-            step = 0
-    if progress is not None and step:
-        progress(step)
+    for start in range(0, len(a), _CHUNK):
+        stop = min(start + _CHUNK, len(a))
+        out[start:stop] = _verify_chunk(cv2, features, a[start:stop], b[start:stop])
+        if progress is not None:
+            progress(stop - start)
     return out

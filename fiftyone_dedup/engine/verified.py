@@ -29,6 +29,12 @@ CANDIDATES_PER_SAMPLE = 12
 #: and another image for the pair to be a candidate
 DIHEDRAL_BITS = 12
 
+#: hash runs: the largest DHash distance between a crop of an image
+#: (:data:`verify.CROPS`) and another image for the pair to be a candidate,
+#: and the most such candidates per image (its nearest)
+CROP_BITS = 16
+CROP_CANDIDATES = 3
+
 
 def verify_settings(spec, threshold, method):
     """What decides a verified run, as its record keeps it.
@@ -47,6 +53,7 @@ def verify_settings(spec, threshold, method):
         "candidate_threshold": spec.loosen(threshold, CANDIDATE_MARGIN[spec.metric]),
         "candidates_per_sample": CANDIDATES_PER_SAMPLE,
         "dihedral_bits": DIHEDRAL_BITS,
+        "crop_bits": CROP_BITS if spec.metric == "hamming" else None,
         "min_inliers": verify.MIN_INLIERS,
         "min_inlier_ratio": verify.MIN_INLIER_RATIO,
         "min_coverage": verify.MIN_COVERAGE,
@@ -54,9 +61,35 @@ def verify_settings(spec, threshold, method):
     }
 
 
-def _candidates(spec, codes_q, codes_r, dihedral_q, ident_r, bound, cross, progress):
+def _pair_keys(a, b, n, cross):
+    return (a if cross else np.minimum(a, b)) * n + (b if cross else np.maximum(a, b))
+
+
+def _variant_pairs(variants, owners, ident_r, k, bits, cap=None, known=None):
+    # each variant's k nearest images within ``bits``; at most ``cap`` per
+    # owner (its nearest of those not ``known``: a ``(keys, n, cross)`` of
+    # the pairs found already)
+    vi, rj, d = search.knn_pairs(variants, ident_r, k, bits, "hamming")
+    va = owners[vi]
+    if known is not None and len(va):
+        keys, n, cross = known
+        new = ~np.isin(_pair_keys(va, rj, n, cross), keys) & ((va != rj) | cross)
+        va, rj, d = va[new], rj[new], d[new]
+    if cap is not None and len(va):
+        order = np.lexsort((d, va))
+        va, rj, d = va[order], rj[order], d[order]
+        _, first = np.unique(np.stack([va, rj], axis=1), axis=0, return_index=True)
+        first.sort()
+        va, rj = va[first], rj[first]
+        rank = np.arange(len(va)) - np.searchsorted(va, va)
+        va, rj = va[rank < cap], rj[rank < cap]
+    return va, rj
+
+
+def _candidates(spec, feats_q, feats_r, codes_q, codes_r, bound, cross, progress):
     # the encoder's nearest within the looser bound, plus the nearest of
-    # each image's 7 turned/mirrored DHashes (flat images, DHash 0, have none)
+    # each image's 7 turned/mirrored DHashes (flat images, DHash 0, have
+    # none) and, for hash runs, of its crops' DHashes
     k = CANDIDATES_PER_SAMPLE
     with ProgressBar(
         total=len(codes_q), progress=progress, label="Searching candidates",
@@ -66,21 +99,53 @@ def _candidates(spec, codes_q, codes_r, dihedral_q, ident_r, bound, cross, progr
             codes_q, codes_r, k, bound, spec.metric, exclude_self=not cross,
             progress=pb.update,
         )
-    ok_q = np.flatnonzero(dihedral_q[:, 0] != 0) if len(dihedral_q) else np.zeros(0, np.int64)
+    found_a, found_b = [qa], [rb]
+    ident_r = feats_r.dihedral[:, 0]
+    ok_q = np.flatnonzero(feats_q.dihedral[:, 0] != 0)
     if len(ok_q) and len(ident_r):
-        var = dihedral_q[ok_q, 1:].ravel()
-        owner = np.repeat(ok_q, 7)
-        vi, rj, _ = search.knn_pairs(var, ident_r, 2, DIHEDRAL_BITS, "hamming")
-        va = owner[vi]
-        if not cross:
-            keep = va != rj
-            va, rj = va[keep], rj[keep]
-        qa = np.r_[qa, va]
-        rb = np.r_[rb, rj]
+        va, rj = _variant_pairs(
+            feats_q.dihedral[ok_q, 1:].ravel(), np.repeat(ok_q, 7), ident_r, 2, DIHEDRAL_BITS
+        )
+        found_a.append(va)
+        found_b.append(rj)
+    if spec.metric == "hamming":
+        # crops of a query near a reference, and (across datasets) the other way
+        ways = [(feats_q, feats_r, False)] + ([(feats_r, feats_q, True)] if cross else [])
+        n_keys = max(len(codes_q), len(codes_r))
+        for src, dst, swap in ways:
+            a_, b_ = np.concatenate(found_a), np.concatenate(found_b)
+            if swap:
+                a_, b_ = b_, a_
+            known = (np.unique(_pair_keys(a_, b_, n_keys, cross)), n_keys, cross)
+            ok = np.flatnonzero(src.dihedral[:, 0] != 0)
+            n = src.crops.shape[1]
+            if not (len(ok) and n and len(dst.dihedral)):
+                continue
+            va, rj = _variant_pairs(
+                src.crops[ok].ravel(), np.repeat(ok, n), dst.dihedral[:, 0], 2, CROP_BITS,
+                CROP_CANDIDATES, known,
+            )
+            found_a.append(rj if swap else va)
+            found_b.append(va if swap else rj)
+    qa, rb = np.concatenate(found_a), np.concatenate(found_b)
     if not cross:
-        qa, rb = np.minimum(qa, rb), np.maximum(qa, rb)
+        keep = qa != rb
+        qa, rb = np.minimum(qa[keep], rb[keep]), np.maximum(qa[keep], rb[keep])
     pairs = np.unique(np.stack([qa, rb], axis=1), axis=0) if len(qa) else np.zeros((0, 2), np.int64)
     return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+
+
+class _Variants:
+    """The candidate hashes of some images: ``dihedral`` ``(n, 8)`` (the
+    image's own DHash first) and ``crops`` (one column per crop of
+    :data:`verify.CROPS`)."""
+
+    def __init__(self, dihedral, crops):
+        self.dihedral = dihedral
+        self.crops = crops
+
+    def take(self, idx):
+        return _Variants(self.dihedral[idx], self.crops[idx])
 
 
 def _features(items, num_workers, progress):
@@ -98,11 +163,14 @@ def _features(items, num_workers, progress):
             "called duplicates (first: %s); verify='none' uses the stored "
             "encodings alone", len(failed), failed[0],
         )
+    n_crops = next((len(f.crops) for f in feats if f is not None), 0)
     dihedral = np.zeros((len(items), 8), dtype=np.uint64)
+    crops = np.zeros((len(items), n_crops), dtype=np.uint64)
     for k, f in enumerate(feats):
         if f is not None:
             dihedral[k] = f.dihedral
-    return feats, dihedral
+            crops[k] = f.crops
+    return feats, _Variants(dihedral, crops)
 
 
 def verified_search(spec, parts, items, mode, settings, num_workers, progress):
@@ -113,12 +181,12 @@ def verified_search(spec, parts, items, mode, settings, num_workers, progress):
         pairs with their encoder scores and inlier counts, and every
         candidate's score and whether it was verified (for the histogram)
     """
-    feats, dihedral = _features(items, num_workers, progress)
+    feats, variants = _features(items, num_workers, progress)
     bound = settings["candidate_threshold"]
     keys = np.arange(len(items), dtype=np.int64)
     if mode != "query":
         codes = stack(spec, [p.encodings for p in parts])
-        a, b = _candidates(spec, codes, codes, dihedral, dihedral[:, 0], bound, False, progress)
+        a, b = _candidates(spec, variants, variants, codes, codes, bound, False, progress)
         s = spec.pair_scores(codes, codes, a, b)
         is_ref = None
         fa, fb = a, b
@@ -127,7 +195,9 @@ def verified_search(spec, parts, items, mode, settings, num_workers, progress):
         qidx, ridx = np.flatnonzero(~is_ref), np.flatnonzero(is_ref)
         q = stack(spec, [p.encodings for p in parts if p.role == "query"])
         r = stack(spec, [p.encodings for p in parts if p.role == "reference"])
-        qa, rb = _candidates(spec, q, r, dihedral[qidx], dihedral[ridx, 0], bound, True, progress)
+        qa, rb = _candidates(
+            spec, variants.take(qidx), variants.take(ridx), q, r, bound, True, progress
+        )
         s = spec.pair_scores(q, r, qa, rb)
         # one key space: query items first, then reference items
         order = np.r_[qidx, ridx]
