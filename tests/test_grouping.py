@@ -131,3 +131,45 @@ def test_members_lists_groups():
 def test_order_must_be_a_permutation():
     with pytest.raises(ValueError, match="permutation"):
         _star(3, [], order=[0, 0, 1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("similarity, cross", [(False, False), (True, False), (False, True)])
+def test_checked_candidates_group_as_the_true_pairs_alone(seed, similarity, cross):
+    # groups from candidates checked on demand are those of the pairs that
+    # pass, and fewer pairs are checked than there are candidates
+    rng = np.random.default_rng(seed)
+    n = 300
+    # clusters of near copies, and far pairs between them
+    cluster = rng.integers(0, 60, n)
+    a, b = np.triu_indices(n, 1)
+    near = cluster[a] == cluster[b]
+    pick = near | (rng.random(len(a)) < 0.01)
+    a, b = a[pick], b[pick]
+    s = rng.integers(0, 20, len(a)).astype(np.float64)
+    if similarity:
+        s = 1.0 - s / 40
+    truth = (rng.random(len(a)) < 0.8) & near[pick]
+    true_of = {(int(i), int(j)): bool(t) for i, j, t in zip(a, b, truth)}
+    is_ref = rng.random(n) < 0.3 if cross else None
+    if cross:
+        across = is_ref[a] != is_ref[b]
+        a, b, s, truth = a[across], b[across], s[across], truth[across]
+    checked = []
+
+    def check(x, y):
+        checked.extend(zip(x.tolist(), y.tolist()))
+        return np.array([true_of[(min(i, j), max(i, j))] for i, j in zip(x, y)], dtype=bool)
+
+    order = rng.permutation(n)
+    keys = np.arange(n)
+    eager = grouping.star_groups(
+        keys, a[truth], b[truth], s[truth], order, similarity=similarity, cross_only=is_ref
+    )
+    lazy = grouping.star_groups(
+        keys, a, b, s, order, similarity=similarity, cross_only=is_ref, check=check
+    )
+    for name in ("group", "role", "kept"):
+        assert getattr(lazy, name).tolist() == getattr(eager, name).tolist(), name
+    assert 0 < len(checked) < len(a)
+    assert eager.num_duplicates > 0

@@ -88,6 +88,7 @@ def star_groups(
     order=None,
     similarity=False,
     cross_only=None,
+    check=None,
 ):
     """Greedy star grouping in keep-priority order.
 
@@ -105,6 +106,12 @@ def star_groups(
         cross_only (None): an optional ``(n,)`` bool array marking reference
             items: they are always kept, and only reference-query matches
             count (two queries, or two references, never group together)
+        check (None): an optional callable ``check(keys_a, keys_b)`` that
+            returns a bool array: whether each pair is a near match after
+            all. Pairs are then candidates, and only those the grouping
+            needs are checked (a kept item's pairs with unassigned items,
+            and a duplicate's with nearer kept items): the groups are those
+            of the checked-true pairs alone
 
     Returns:
         a :class:`Groups`
@@ -178,6 +185,12 @@ def star_groups(
         if is_ref is not None:
             ok &= ~is_ref[cand]
         cand, cand_scores = cand[ok], cand_scores[ok]
+        if check is not None and len(cand):
+            other = keys[cand] != k
+            if other.any():
+                ok = np.ones(len(cand), dtype=bool)
+                ok[other] = check(np.full(int(other.sum()), k), keys[cand[other]])
+                cand, cand_scores = cand[ok], cand_scores[ok]
         if len(cand) == 0:
             continue
 
@@ -193,11 +206,46 @@ def star_groups(
         kept[cand] = item
         score[cand] = cand_scores
 
+    if check is not None:
+        adj_scores = _checked_to_kept(
+            keys, rank, role, kept, score, kept_of_key, adj_indptr, adj_indices, adj_scores,
+            similarity, check,
+        )
     _point_to_nearest_kept(
         keys, rank, role, kept, group, score, kept_of_key,
         adj_indptr, adj_indices, adj_scores, similarity, same,
     )
     return _renumber(Groups(group=group, role=role, kept=kept, score=score), order)
+
+
+def _checked_to_kept(
+    keys, rank, role, kept, score, kept_of_key, adj_indptr, adj_indices, adj_scores,
+    similarity, check,
+):
+    # the pairs of duplicates with kept items that could be nearer than
+    # their own, checked at once; the scores with the failed ones at NaN
+    # (never nearer)
+    rows, edges = [], []
+    for d in np.flatnonzero(role == DUPLICATE):
+        k = keys[d]
+        if kept_of_key[k] >= 0:
+            continue
+        lo, hi = adj_indptr[k], adj_indptr[k + 1]
+        for e in range(lo, hi):
+            c = kept_of_key[adj_indices[e]]
+            if c < 0 or c == kept[d] or rank[c] > rank[d]:
+                continue
+            ns = adj_scores[e]
+            if (ns >= score[d]) if similarity else (ns <= score[d]):
+                rows.append(k)
+                edges.append(e)
+    if not edges:
+        return adj_scores
+    edges = np.array(edges, dtype=np.int64)
+    ok = check(np.array(rows, dtype=np.int64), adj_indices[edges])
+    adj_scores = adj_scores.copy()
+    adj_scores[edges[~ok]] = np.nan
+    return adj_scores
 
 
 def _point_to_nearest_kept(

@@ -193,15 +193,17 @@ def _dhash(cv2, grey):
     return np.uint64(int(np.packbits(bits).tobytes().hex(), 16))
 
 
-def _crops(a):
-    # the crops of CROPS, each in a grid of positions over the image
-    h, w = a.shape
+def _crops(square):
+    # the crops of CROPS, each in a grid of positions, as parts of the
+    # image's square thumbnail: a crop of the image is a part of it, and a
+    # cropped copy's own thumbnail that part scaled
+    size = square.shape[0]
     out = []
     for side, steps in CROPS:
-        ch, cw = max(1, round(h * side)), max(1, round(w * side))
-        for y in np.linspace(0, h - ch, steps).round().astype(int):
-            for x in np.linspace(0, w - cw, steps).round().astype(int):
-                out.append(a[y:y + ch, x:x + cw])
+        n = max(1, round(size * side))
+        for y in np.linspace(0, size - n, steps).round().astype(int):
+            for x in np.linspace(0, size - n, steps).round().astype(int):
+                out.append(np.ascontiguousarray(square[y:y + n, x:x + n]))
     return out
 
 
@@ -242,10 +244,7 @@ def image_features(image):
     dihedral = np.array(
         [_dhash(cv2, np.ascontiguousarray(t)) for t in _dihedral(square)], dtype=np.uint64
     )
-    crops = np.array(
-        [_dhash(cv2, cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA)) for c in _crops(grey)],
-        dtype=np.uint64,
-    )
+    crops = np.array([_dhash(cv2, c) for c in _crops(square)], dtype=np.uint64)
     return Features(
         size=(grey.shape[1], grey.shape[0]),
         points=pts,

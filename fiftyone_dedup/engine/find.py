@@ -60,6 +60,7 @@ from fiftyone_dedup.engine.field_names import DEFAULT_RUN_KEY, DEFAULT_TAG, vari
 from fiftyone_dedup.engine.parts import Items, Part, as_list, drop_query_overlap, load_variants
 from fiftyone_dedup.engine.samples import check_collection, check_run_key_free, count_samples
 from fiftyone_dedup.options import FindOptions
+from fiftyone_dedup.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
@@ -333,16 +334,11 @@ def find(collections, reference=None, options=None, progress=None):
         drop_query_overlap(parts)
 
     items = Items(parts)
-    hist, inliers = None, None
+    hist, checks = None, None
     if verified:
-        keys, a, b, s, is_ref, inliers, cand_s, cand_ok = verified_pairs.verified_search(
+        keys, a, b, s, is_ref, checks = verified_pairs.verified_search(
             spec, parts, items, mode, settings, enc.num_workers, progress,
         )
-        weights = np.ones(len(a), dtype=np.int64)
-        if opts.histogram:
-            hist = pairs.histogram(
-                spec, cand_s, np.ones(len(cand_s)), threshold, accept, verified=cand_ok,
-            )
     else:
         margin = pairs.HISTOGRAM_MARGIN[spec.metric] if opts.histogram else 0
         search_threshold = spec.loosen(threshold, margin)
@@ -359,18 +355,36 @@ def find(collections, reference=None, options=None, progress=None):
         a, b, s, weights = a[within], b[within], s[within], weights[within]
 
     order = _keep_order(parts, items, opts.keep, opts.priority)
-    groups, clusters = _group(
-        spec, opts, keys, a, b, s, order, is_ref, accept, guard_threshold
-    )
+    if verified:
+        groups, clusters = _group_verified(
+            spec, opts, keys, a, b, s, order, is_ref, accept, guard_threshold, checks, progress
+        )
+        scores = checks.scores(a, b)
+        checked, ok = scores != verified_pairs.UNCHECKED, scores >= 0
+        weights = np.ones(int(ok.sum()), dtype=np.int64)
+        if opts.histogram:
+            hist = pairs.histogram(
+                spec, s[checked], np.ones(int(checked.sum())), threshold, accept,
+                verified=ok[checked],
+            )
+        logger.info(
+            "Verification: %d of %d candidate pair(s) checked, %d show the same picture",
+            int(checked.sum()), len(a), int(ok.sum()),
+        )
+    else:
+        groups, clusters = _group(
+            spec, opts, keys, a, b, s, order, is_ref, accept, guard_threshold
+        )
 
     summary = writing.summary(parts, items, groups, keys, weights, mode)
     if searcher is not None and not verified:
         summary["search"] = dict(searcher.stats)
     item_inliers = None
     if verified:
-        summary["num_candidates"] = int(len(cand_ok))
-        summary["num_verified"] = int(np.count_nonzero(cand_ok))
-        item_inliers = verified_pairs.item_inliers(keys, a, b, inliers, groups)
+        summary["num_candidates"] = int(len(a))
+        summary["num_checked"] = int(checked.sum())
+        summary["num_verified"] = int(ok.sum())
+        item_inliers = verified_pairs.item_inliers(keys, checks, groups)
     record = dict(
         encoder=spec.name, field=parts[0].field, metric=spec.metric, threshold=threshold,
         keep=keep_policies.describe(opts.keep), grouping=opts.grouping, tag=opts.tag,
@@ -452,6 +466,31 @@ def _keep_order(parts, items, keep, priority):
     pref = np.concatenate(prefs) if prefs else np.zeros(0)
     # ties: the order of the collections given, then each one's own order
     return np.lexsort((items.pos, items.part, pref))
+
+
+def _group_verified(
+    spec, opts, keys, a, b, s, order, is_ref, accept, guard_threshold, checks, progress
+):
+    # "near" grouping checks only the candidates it needs (not two
+    # duplicates of one group); the others check every candidate first
+    with ProgressBar(
+        total=len(a), progress=progress, label="Verifying candidates", iters_str="pairs"
+    ) as pb:
+        checks.progress = pb.update
+        if opts.grouping == "near" and guard_threshold == accept:
+            groups = grouping.star_groups(
+                keys, a, b, s, order, similarity=spec.similarity, cross_only=is_ref,
+                check=checks,
+            )
+            clusters = None
+        else:
+            ok = checks(a, b)
+            groups, clusters = _group(
+                spec, opts, keys, a[ok], b[ok], s[ok], order, is_ref, accept, guard_threshold
+            )
+        # the rest were not needed
+        pb.update(len(a) - checks.num_checked)
+    return groups, clusters
 
 
 def _group(spec, opts, keys, a, b, s, order, is_ref, accept, guard_threshold):

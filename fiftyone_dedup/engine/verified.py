@@ -173,23 +173,78 @@ def _features(items, num_workers, progress):
     return feats, _Variants(dihedral, crops)
 
 
+class PairChecks:
+    """Verification of candidate pairs on demand, each pair once: the
+    ``check`` of :func:`fiftyone_dedup.algorithms.grouping.star_groups`.
+
+    Args:
+        feats: the :class:`~fiftyone_dedup.algorithms.verify.Features` of
+            each item (None where unreadable)
+        item_of_key: ``(n,)`` the item of each key
+        progress (None): an optional callable invoked with the number of
+            pairs just checked
+    """
+
+    def __init__(self, feats, item_of_key, progress=None):
+        self.feats = feats
+        self.item_of_key = np.asarray(item_of_key, dtype=np.int64)
+        self.progress = progress
+        self._scores = {}
+
+    @property
+    def num_checked(self):
+        """How many pairs were checked."""
+        return len(self._scores)
+
+    def __call__(self, a, b):
+        """Whether each key pair ``(a[k], b[k])`` shows the same picture."""
+        a = np.asarray(a, dtype=np.int64)
+        b = np.asarray(b, dtype=np.int64)
+        got = self.scores(a, b)
+        todo = np.flatnonzero(got == UNCHECKED)
+        if len(todo):
+            new = verify.verify_pairs(
+                self.feats, self.item_of_key[a[todo]], self.item_of_key[b[todo]]
+            )
+            for i, j, n in zip(a[todo].tolist(), b[todo].tolist(), new.tolist()):
+                self._scores[(i, j) if i < j else (j, i)] = n
+            got[todo] = new
+            if self.progress is not None:
+                self.progress(len(todo))
+        return got >= 0
+
+    def scores(self, a, b):
+        """The verification score of each key pair: the inliers, ``-1`` where
+        it failed, :data:`UNCHECKED` where it was not checked."""
+        look = self._scores.get
+        return np.array(
+            [look((i, j) if i < j else (j, i), UNCHECKED) for i, j in zip(a.tolist(), b.tolist())],
+            dtype=np.int64,
+        )
+
+
+#: the score of a pair :class:`PairChecks` did not check
+UNCHECKED = -2
+
+
 def verified_search(spec, parts, items, mode, settings, num_workers, progress):
-    """Candidates, then verification; every item its own key.
+    """The candidate pairs of a verified run, and their checks; every item
+    its own key.
 
     Returns:
-        ``(keys, a, b, s, is_ref, inliers, cand_s, verified)``: the verified
-        pairs with their encoder scores and inlier counts, and every
-        candidate's score and whether it was verified (for the histogram)
+        ``(keys, a, b, s, is_ref, checks)``: the candidate pairs (key
+        pairs) with their encoder scores, and a :class:`PairChecks` that
+        verifies them
     """
     feats, variants = _features(items, num_workers, progress)
     bound = settings["candidate_threshold"]
     keys = np.arange(len(items), dtype=np.int64)
+    item_of_key = keys
     if mode != "query":
         codes = stack(spec, [p.encodings for p in parts])
         a, b = _candidates(spec, variants, variants, codes, codes, bound, False, progress)
         s = spec.pair_scores(codes, codes, a, b)
         is_ref = None
-        fa, fb = a, b
     else:
         is_ref = np.array([parts[p].role == "reference" for p in items.part], dtype=bool)
         qidx, ridx = np.flatnonzero(~is_ref), np.flatnonzero(is_ref)
@@ -200,30 +255,18 @@ def verified_search(spec, parts, items, mode, settings, num_workers, progress):
         )
         s = spec.pair_scores(q, r, qa, rb)
         # one key space: query items first, then reference items
-        order = np.r_[qidx, ridx]
+        item_of_key = np.r_[qidx, ridx]
         keys = np.empty(len(items), dtype=np.int64)
-        keys[order] = np.arange(len(items))
-        fa, fb = qidx[qa], ridx[rb]
+        keys[item_of_key] = np.arange(len(items))
         a, b = qa, rb + len(qidx)
-    with ProgressBar(
-        total=len(a), progress=progress, label="Verifying candidates", iters_str="pairs"
-    ) as pb:
-        inliers = verify.verify_pairs(feats, fa, fb, progress=pb.update)
-    ok = inliers >= 0
-    logger.info(
-        "Verification: %d of %d candidate pair(s) show the same picture",
-        int(ok.sum()), len(a),
-    )
-    return keys, a[ok], b[ok], s[ok], is_ref, inliers[ok], s, ok
+    return keys, a, b, s, is_ref, PairChecks(feats, item_of_key)
 
 
-def item_inliers(keys, a, b, inliers, groups):
+def item_inliers(keys, checks, groups):
     """Each duplicate's inlier count with the sample it points to (``-1``
     for the others)."""
-    lookup = {}
-    for i, j, n in zip(a.tolist(), b.tolist(), inliers.tolist()):
-        lookup[(i, j)] = lookup[(j, i)] = n
     out = np.full(len(keys), -1, dtype=np.int64)
-    for i in np.flatnonzero(groups.role == grouping.DUPLICATE):
-        out[i] = lookup.get((int(keys[i]), int(keys[groups.kept[i]])), -1)
+    dups = np.flatnonzero(groups.role == grouping.DUPLICATE)
+    if len(dups):
+        out[dups] = np.maximum(checks.scores(keys[dups], keys[groups.kept[dups]]), -1)
     return out
