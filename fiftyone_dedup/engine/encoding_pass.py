@@ -15,7 +15,7 @@ from fiftyone import ViewField as F
 
 from fiftyone_dedup.algorithms import decode
 from fiftyone_dedup.engine.field_names import error_field, stamp_field
-from fiftyone_dedup.engine.samples import ensure_field
+from fiftyone_dedup.engine.samples import ensure_fields
 from fiftyone_dedup.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -106,9 +106,9 @@ def encode_collection(
         values, errors, new_stamps, extras = {}, {}, {}, {}
 
         def flush():
-            ensure_field(samples, field, field_type)
-            ensure_field(samples, efield, fof.StringField)
-            ensure_field(samples, sfield, fof.StringField)
+            ensure_fields(
+                samples, {field: field_type, efield: fof.StringField, sfield: fof.StringField}
+            )
             if extra_field is not None:
                 if not samples._root_dataset.has_sample_field(extra_field):
                     samples._root_dataset.add_sample_field(

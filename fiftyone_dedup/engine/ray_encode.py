@@ -64,9 +64,9 @@ def encode(
     sfield, efield = field_names.stamp_field(field), field_names.error_field(field)
     schema = samples._root_dataset.get_field_schema()
     reuse = not overwrite and all(f in schema for f in (field, sfield, efield))
-    samples_checks.ensure_field(samples, field, field_type)
-    samples_checks.ensure_field(samples, efield, fof.StringField)
-    samples_checks.ensure_field(samples, sfield, fof.StringField)
+    samples_checks.ensure_fields(
+        samples, {field: field_type, efield: fof.StringField, sfield: fof.StringField}
+    )
     if extra_field is not None and not samples._root_dataset.has_sample_field(
         extra_field
     ):

@@ -23,7 +23,7 @@ from fiftyone_dedup.engine.field_names import (
     score_value,
 )
 from fiftyone_dedup.engine.pairs import identical_pairs
-from fiftyone_dedup.engine.samples import ensure_field
+from fiftyone_dedup.engine.samples import ensure_fields
 
 
 def summary(parts, items, groups, keys, weights, mode):
@@ -175,8 +175,7 @@ def write_fields(
         kds_f: fof.StringField, kfp_f: fof.StringField, cluster_f: fof.IntField,
         cross_f: fof.BooleanField, inl_f: fof.IntField,
     }
-    for name in values:
-        ensure_field(dataset, name, types[name])
+    ensure_fields(dataset, {name: types[name] for name in values})
     set_fields(dataset, values)
     if tag and dup_ids:
         dataset.select(dup_ids).tag_samples(tag)
