@@ -255,6 +255,14 @@ def linear(work, sizes):
             "candidates_per_image": rep["summary"].get("num_candidates", 0) / n,
             "duplicates": rep["summary"].get("num_duplicates"),
         }
+    # the cost of each image added: flat when the cost is linear (the
+    # start-up, imports and database, is paid once)
+    prev = None
+    for n in sizes:
+        r = out[str(n)]
+        if prev is not None:
+            r["added_cpu_ms_per_image"] = 1000 * (r["cpu_seconds"] - prev[1]) / (n - prev[0])
+        prev = (n, r["cpu_seconds"])
     return out
 
 
@@ -266,7 +274,7 @@ def main():
     parser.add_argument("--work", default="/tmp/fiftyone-dedup-bench")
     parser.add_argument("--configs", default=",".join(c for c, _ in CONFIGS))
     parser.add_argument("--skip-imagededup", action="store_true")
-    parser.add_argument("--linear", default="100,300",
+    parser.add_argument("--linear", default="100,300,1000",
                         help="sizes of text-page sets for the linear-cost check ('' to skip)")
     parser.add_argument("--only-linear", action="store_true",
                         help="run the linear-cost check only, merged into --out")
@@ -386,12 +394,14 @@ def markdown(res):
         lines += [
             "",
             "| pages of text (one layout) | seconds | CPU ms per image "
-            "| candidates per image | duplicates |",
-            "|---|---|---|---|---|",
+            "| CPU ms per image added | candidates per image | duplicates |",
+            "|---|---|---|---|---|---|",
         ]
         for n, r in lin.items():
+            added = r.get("added_cpu_ms_per_image")
             lines.append(
                 f"| {n} | {r['seconds']:.1f} | {r['cpu_ms_per_image']:.0f} "
+                f"| {'-' if added is None else f'{added:.0f}'} "
                 f"| {r['candidates_per_image']:.1f} | {r['duplicates']} |"
             )
     nat = res.get("natural") or {}

@@ -199,6 +199,9 @@ def test_cli_verify_flag_and_histogram(tmp_path):
     assert out.returncode == 0, out.stderr
     rep = json.load(open(report))
     assert rep["verify"] == "orb"
+    s = rep["summary"]
+    assert s["num_candidates"] >= s["num_checked"] >= s["num_verified"] > 0
+    assert f"{s['num_verified']} of {s['num_checked']} checked" in out.stdout
     for g in rep["groups"]:
         assert len({truth[p] for p in [g["keep"]] + g["duplicates"]}) == 1
         assert all(d["inliers"] >= verify.MIN_WEAK_INLIERS for d in g["details"])
@@ -211,4 +214,5 @@ def test_cli_verify_flag_and_histogram(tmp_path):
     assert out.returncode == 0, out.stderr
     rep = json.load(open(report))
     assert rep["verify"] == "none"
+    assert "verified pairs" not in out.stdout
     assert all("inliers" not in d for g in rep["groups"] for d in g["details"])

@@ -132,6 +132,12 @@ def summary_table(report):
         ("groups", s.get("num_groups", 0)),
         ("duplicates", s.get("num_duplicates", 0)),
     ]
+    if "num_candidates" in s:
+        rows.insert(-2, (
+            "verified pairs",
+            f"{s.get('num_verified', 0)} of {s.get('num_checked', 0)} checked "
+            f"({s['num_candidates']} candidates)",
+        ))
     if len(report.get("dirs") or []) > 1:
         rows.append(("cross-folder duplicates", s.get("num_cross", 0)))
     for key, label in (
