@@ -321,8 +321,11 @@ def find(collections, reference=None, options=None, progress=None):
     started = time.time()
     for part in parts:
         part.num_samples = count_samples(part.samples)
+    for k, part in enumerate(parts):
         if part.compute:
             part.report = encodings.encode(part.samples, enc, part.field, progress=progress)
+        if k == 0 and spec.metric == "cosine" and not verified and searcher is None:
+            _import_torch_soon(parts, mode)
         part.ids, part.encodings, part.paths = encodings.load_encodings(
             part.samples, spec, part.field, with_paths=True
         )
@@ -404,6 +407,20 @@ def find(collections, reference=None, options=None, progress=None):
         summary["num_duplicates"], summary["num_groups"], summary["num_samples"],
     )
     return results
+
+
+def _import_torch_soon(parts, mode):
+    # a search large enough for torch's products starts importing it now,
+    # while the vectors load
+    first = next(iter(parts[0].samples.limit(1).values(parts[0].field)), None)
+    dim = len(first) if first is not None and hasattr(first, "__len__") else 0
+    if mode == "query":
+        nq = sum(p.num_samples for p in parts if p.role == "query")
+        work = float(nq) * sum(p.num_samples for p in parts if p.role == "reference") * dim
+    else:
+        n = sum(p.num_samples for p in parts)
+        work = float(n) * n * dim
+    search.import_torch_soon(work)
 
 
 def _check_parts(parts, opts, field):

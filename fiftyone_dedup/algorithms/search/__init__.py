@@ -34,6 +34,7 @@ from fiftyone_dedup.algorithms.search.products import (  # noqa: F401
     INT8_KEY_BLOCK,
     NUMPY_MAX_WORK,
     SIMILARITY_METHODS,
+    import_torch_soon,
     resolve_similarity_method,
 )
 from fiftyone_dedup.algorithms.search.thresholds import (  # noqa: F401

@@ -109,6 +109,25 @@ def resolve_similarity_method(method="auto"):
 NUMPY_MAX_WORK = 2e11
 
 
+def import_torch_soon(work):
+    """Starts importing torch in a background thread when a search of
+    ``work`` multiply-adds will use it (see :data:`NUMPY_MAX_WORK`), so that
+    its import (1.6 s here) overlaps the loading of the vectors.
+
+    Args:
+        work: the multiply-adds the search will compute
+
+    Returns:
+        whether an import was started
+    """
+    if work <= NUMPY_MAX_WORK or "torch" in sys.modules:
+        return False
+    import threading
+
+    threading.Thread(target=_torch, name="import-torch", daemon=True).start()
+    return True
+
+
 def make_products(queries, keys, method):
     """The products to search ``queries`` against ``keys`` with.
 
