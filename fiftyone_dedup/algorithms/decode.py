@@ -253,6 +253,30 @@ def load_rgb(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False):
         raise DecodeError(f"cannot decode: {type(e).__name__}: {e}") from None
 
 
+def from_file(fn, path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, what="read"):
+    """``fn`` of an image file decoded in grey (see :func:`load_rgb` with
+    ``luma=True``); never raises for a bad file.
+
+    Args:
+        fn: a function of the decoded PIL image
+        path: the image path
+        draft_size (None): see :func:`load_rgb`
+        max_pixels (DEFAULT_MAX_PIXELS): refuse larger images
+        what ("read"): what is done with the file, for the debug log
+
+    Returns:
+        a tuple ``(result, error)``: one of them is None
+    """
+    try:
+        img = load_rgb(path, draft_size=draft_size, max_pixels=max_pixels, luma=True)
+        return fn(img), None
+    except DecodeError as e:
+        return None, str(e)
+    except Exception as e:  # noqa: BLE001 - one bad file never stops a run
+        logger.debug("Failed to %s %s", what, path, exc_info=True)
+        return None, f"{type(e).__name__}: {e}"
+
+
 def _exif_transpose(img):
     try:
         orientation = img.getexif().get(0x0112, 1)

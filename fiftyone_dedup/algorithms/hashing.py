@@ -165,16 +165,7 @@ def hash_file(
     method = validate_method(method)
     hasher = _HASHERS[method]
     draft = None if exact else DRAFT_SIZES[method]
-    try:
-        img = decode.load_rgb(
-            path, draft_size=draft, max_pixels=max_pixels, luma=True
-        )
-        return hasher(img), None
-    except decode.DecodeError as e:
-        return None, str(e)
-    except Exception as e:  # noqa: BLE001 - one bad file never stops a run
-        logger.debug("Failed to hash %s", path, exc_info=True)
-        return None, f"{type(e).__name__}: {e}"
+    return decode.from_file(hasher, path, draft, max_pixels, what="hash")
 
 
 #: transforms whose hashes make matching invariant to them
@@ -242,16 +233,12 @@ def hash_file_variants(
     method = validate_method(method)
     hasher = _HASHERS[method]
     draft = None if exact else DRAFT_SIZES[method]
-    try:
-        img = decode.load_rgb(path, draft_size=draft, max_pixels=max_pixels, luma=True)
-        base = hasher(img)
-        variants = [hasher(img.transpose(t)) for t in INVARIANCES[invariance]]
-        return base, variants, None
-    except decode.DecodeError as e:
-        return None, None, str(e)
-    except Exception as e:  # noqa: BLE001 - one bad file never stops a run
-        logger.debug("Failed to hash %s", path, exc_info=True)
-        return None, None, f"{type(e).__name__}: {e}"
+
+    def hashes(img):
+        return hasher(img), [hasher(img.transpose(t)) for t in INVARIANCES[invariance]]
+
+    got, error = decode.from_file(hashes, path, draft, max_pixels, what="hash")
+    return (None, None, error) if got is None else (got[0], got[1], None)
 
 
 def _hash_task(args):

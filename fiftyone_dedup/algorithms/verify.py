@@ -268,16 +268,9 @@ def file_features(path, max_pixels=decode.DEFAULT_MAX_PIXELS):
     Returns:
         a tuple ``(features, error)``: one of them is None
     """
-    try:
-        img = decode.load_rgb(
-            path, draft_size=FEATURE_SIZE, max_pixels=max_pixels, luma=True
-        )
-        return image_features(img), None
-    except decode.DecodeError as e:
-        return None, str(e)
-    except Exception as e:  # noqa: BLE001 - one bad file never stops a run
-        logger.debug("Failed to compute features of %s", path, exc_info=True)
-        return None, f"{type(e).__name__}: {e}"
+    return decode.from_file(
+        image_features, path, FEATURE_SIZE, max_pixels, what="compute features of"
+    )
 
 
 def files_features(paths, num_workers=None):
