@@ -109,7 +109,12 @@ class ReviewPanel(foo.Panel):
         return run_key, decisions.review_groups(ctx.dataset, run_key)
 
     def on_change_run(self, ctx):
-        ctx.panel.state.run_key = ctx.params.get("value")
+        value = ctx.params.get("value")
+        if value == ctx.panel.state.run_key:
+            # the dropdown reports its value when it is drawn, too; that
+            # event may come after a step and would undo it
+            return
+        ctx.panel.state.run_key = value
         ctx.panel.state.index = 0
         ctx.panel.state.threshold = None
         ctx.panel.state.bin = None
