@@ -13,7 +13,6 @@ against a full decode (see the README); ``exact=True`` decodes fully and
 gives hashes bit-identical to imagededup's.
 """
 
-import logging
 import multiprocessing
 import os
 
@@ -22,7 +21,6 @@ from PIL import Image
 
 from fiftyone_dedup.algorithms import decode
 
-logger = logging.getLogger(__name__)
 
 #: the hash methods, by name
 METHODS = ("dhash", "phash", "ahash", "whash")

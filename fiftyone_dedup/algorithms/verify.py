@@ -28,14 +28,12 @@ The verification score of a pair is its inlier count (the thumbnail check
 reports :data:`THUMB_SCORE` when it passes).
 """
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from fiftyone_dedup.algorithms import decode
 
-logger = logging.getLogger(__name__)
 
 #: the verification methods; ``"none"`` keeps today's results
 METHODS = ("orb", "none")
