@@ -305,3 +305,36 @@ def test_review_panel_histogram_bars_cover_the_recorded_scores(dataset):
     assert review_panel.bin_text("cosine", 0.95, 0.955) == "0.95 to 0.955"
     with pytest.raises(ValueError, match="No histogram bar 99"):
         review_panel.bin_of(hist, 99)
+
+
+def _panel_event(dataset, method, state, **params):
+    """The review panel's response to an App event: the operations it sends."""
+    from fiftyone.operators.executor import ExecutionContext, Executor
+
+    executor = Executor()
+    ctx = ExecutionContext(
+        request_params={"dataset_name": dataset.name, "params": dict(
+            params, panel_id="panel-1", panel_state=state, __method__=method,
+        )},
+        executor=executor,
+    )
+    foo.get_operator(uri("dedup_review")).execute(ctx)
+    return [(r["operator_uri"].split("/")[-1], r["params"]) for r in executor.to_json()["requests"]]
+
+
+def test_review_panel_ignores_inputs_reporting_the_value_they_hold(moving):
+    """The App reports an input's value when it draws it; rendering for that
+    event, from its older state, could undo a step on screen."""
+    ds = moving[0]
+    state = {"run_key": "dedup", "index": 1}
+    assert _panel_event(ds, "on_threshold", state, value=10) == []
+    assert _panel_event(ds, "on_threshold", dict(state, threshold=8), value=8) == []
+    assert _panel_event(ds, "on_change_run", state, value="dedup") == []
+    # a real change is kept and drawn
+    ops = _panel_event(ds, "on_threshold", state, value=8)
+    assert ("patch_panel_state", {"panel_id": "panel-1", "state": {"threshold": 8}}) in ops
+    assert ops[-1][0] == "show_panel_output"
+    # a step draws the group it steps to
+    ops = _panel_event(ds, "next_group", {"run_key": "dedup", "index": 0})
+    assert ops[0] == ("patch_panel_state", {"panel_id": "panel-1", "state": {"index": 1}})
+    assert "Group 2 of 2" in str(ops[-1][1])

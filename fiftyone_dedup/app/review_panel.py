@@ -98,6 +98,28 @@ class ReviewPanel(foo.Panel):
             ),
         )
 
+    def execute(self, ctx):
+        # The App sends an input's change event when it draws the input, with
+        # the value it already holds (the threshold slider does, twice). Such
+        # an event changes nothing, but its render, from the state it was
+        # sent with, could land after a step in flight and undo it on screen.
+        if self._unchanged_input(ctx):
+            return None
+        return super().execute(ctx)
+
+    def _unchanged_input(self, ctx):
+        method = ctx.params.get("__method__")
+        value = ctx.params.get("value")
+        state = ctx.panel.state
+        if method == "on_change_run":
+            return value == state.run_key
+        if method == "on_threshold":
+            current = state.threshold
+            if current is None and state.run_key in runs.list_runs(ctx.dataset):
+                current = ctx.dataset.get_run_info(state.run_key).config.threshold
+            return current is not None and value == current
+        return False
+
     def on_load(self, ctx):
         ctx.panel.state.run_key = _newest_run(ctx.dataset) if ctx.dataset else None
         ctx.panel.state.index = 0
@@ -109,12 +131,7 @@ class ReviewPanel(foo.Panel):
         return run_key, decisions.review_groups(ctx.dataset, run_key)
 
     def on_change_run(self, ctx):
-        value = ctx.params.get("value")
-        if value == ctx.panel.state.run_key:
-            # the dropdown reports its value when it is drawn, too; that
-            # event may come after a step and would undo it
-            return
-        ctx.panel.state.run_key = value
+        ctx.panel.state.run_key = ctx.params.get("value")
         ctx.panel.state.index = 0
         ctx.panel.state.threshold = None
         ctx.panel.state.bin = None
