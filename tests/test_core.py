@@ -270,3 +270,39 @@ def test_skip_failures_false_raises_after_storing(folder, fresh_dataset):
     with pytest.raises(ValueError, match="empty.jpg: empty file"):
         fod.compute_hashes(ds, skip_failures=False)
     assert len(ds.exists("dhash")) == 3
+
+
+def test_fields_added_together_are_fiftyones_own():
+    """``ensure_fields`` adds several fields with one reload; the schema and
+    the samples are as ``add_sample_field`` one by one leaves them."""
+    from fiftyone_dedup.engine import samples
+
+    types = {"r_group": fo.IntField, "r_role": fo.StringField,
+             "r_score": fo.FloatField, "r_list": fo.ListField}
+
+    def made(add):
+        ds = fo.Dataset()
+        ds.add_samples([fo.Sample(filepath=f"/x/{i}.jpg") for i in range(3)], progress=False)
+        ds.add_sample_field("r_group", fo.IntField)  # one there already
+        add(ds)
+        fields = []
+        for doc in ds._doc.sample_fields:
+            d = doc.to_dict()
+            d.pop("created_at", None)
+            for sub in d.get("fields") or []:
+                sub.pop("created_at", None)
+            fields.append(d)
+        schema = {k: type(v).__name__ for k, v in ds.get_field_schema().items()}
+        ds.set_values("r_role", ["x", None, "y"])
+        docs = [{k: v for k, v in s.to_dict().items() if k in types} for s in ds]
+        ds.delete()
+        return fields, schema, docs
+
+    def one_by_one(ds):
+        for f, t in types.items():
+            if not ds.has_sample_field(f):
+                ds.add_sample_field(f, t)
+
+    got = made(lambda ds: samples.ensure_fields(ds, types))
+    assert got == made(one_by_one)
+    assert list(got[1])[-4:] == list(types)
