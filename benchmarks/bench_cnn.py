@@ -684,6 +684,7 @@ def main():
     parser.add_argument("--note", default=None, help="a note on the machine's load")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cnn.json"))
     args = parser.parse_args()
+    datasets.compile_package()
 
     import dbserver
 

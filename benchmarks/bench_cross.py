@@ -184,6 +184,7 @@ def main():
                         help="images for the CNN invariance costs (inference is slow on a CPU)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cross.json"))
     args = parser.parse_args()
+    datasets.compile_package()
 
     res = {"command": " ".join(["python"] + sys.argv), "cpus": os.cpu_count()}
     print("Query vs reference scaling ...", flush=True)

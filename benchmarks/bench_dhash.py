@@ -329,6 +329,7 @@ def main():
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "dhash.json"))
     args = parser.parse_args()
+    datasets.compile_package()
 
     import dbserver
 

@@ -224,6 +224,9 @@ def main():
     p.add_argument("--chunk", type=int, default=32, help="samples per Ray chunk")
     p.add_argument("--ivf-images", type=int, default=300)
     args, rest = p.parse_known_args()
+    import datasets
+
+    datasets.compile_package()
     if args.inner:
         return _inner(args.inner, args)
     return _outer(sys.argv[1:])

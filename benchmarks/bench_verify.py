@@ -282,6 +282,7 @@ def main():
                         help="replace only the configurations run now in --out")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "verify.json"))
     args = parser.parse_args()
+    datasets.compile_package()
 
     import dbserver
 
