@@ -30,6 +30,53 @@ def test_vectors_read_in_threads_equal_fiftyones():
         ds.delete()
 
 
+@pytest.mark.parametrize("view", [False, True])
+def test_vectors_loaded_for_a_search_equal_fiftyones(view):
+    """Chunks through one cursor, joined per part in threads, or value by
+    value where a part mixes layouts; samples without a vector left out."""
+    rng = np.random.default_rng(3)
+    n = 1500
+    vectors = [rng.standard_normal(12).astype(np.float32) for _ in range(n)]
+    for k in range(0, n, 97):
+        vectors[k] = None
+    for k in range(700, 760):  # a run of float64 vectors among float32 ones
+        vectors[k] = rng.standard_normal(12)
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath=f"/x/{i}.jpg") for i in range(n)])
+        ds.add_sample_field("emb", fo.VectorField)
+        ds.set_values("emb", vectors)
+        samples = ds.skip(11).match(fo.ViewField("filepath") != "/x/20.jpg") if view else ds
+        ids, x, paths = stored_vectors.load_vectors(samples, "emb", with_paths=True,
+                                                    chunk_size=300)
+        want = [(i, p, v) for i, p, v in zip(*samples.values(["id", "filepath", "emb"]))
+                if v is not None]
+        assert ids == [i for i, _, _ in want] and paths == [p for _, p, _ in want]
+        assert x.dtype == np.float32
+        assert np.array_equal(x, np.stack([v for _, _, v in want]).astype(np.float32))
+    finally:
+        ds.delete()
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_bad_vector_is_named_by_its_sample(mixed):
+    rng = np.random.default_rng(4)
+    vectors = [rng.standard_normal(8).astype(np.float32) for _ in range(900)]
+    vectors[650] = np.full(8, np.nan, dtype=np.float32)
+    if mixed:  # the part is read value by value
+        vectors[640] = rng.standard_normal(8)
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath=f"/x/{i}.jpg") for i in range(len(vectors))])
+        ds.add_sample_field("emb", fo.VectorField)
+        ds.set_values("emb", vectors)
+        bad = ds.values("id")[650]
+        with pytest.raises(ValueError, match=f"1 embedding.*NaN.*first: sample {bad}"):
+            stored_vectors.load_vectors(ds, "emb", chunk_size=512)
+    finally:
+        ds.delete()
+
+
 def test_result_fields_written_in_one_update_per_sample_read_back():
     rng = np.random.default_rng(9)
     x = rng.standard_normal((40, 32)).astype(np.float32)

@@ -11,6 +11,7 @@ way, chunk by chunk, into one array for a search.
 """
 
 import io
+import itertools
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -130,19 +131,21 @@ def _parse_header(data):
     return dtype, int(shape[0])
 
 
-#: embeddings read per database round trip when loading them for a search
+#: embeddings converted at a time when loading them for a search
 LOAD_CHUNK_SIZE = 4096
 
 
 def load_vectors(samples, field, with_paths=False, chunk_size=None):
     """Reads embeddings chunk by chunk into one float32 array, so that the
     database's documents and the array are never all in memory at once.
+    The chunks come through one database cursor, each decoded in threads
+    while the next is read.
 
     Args:
         samples: a FiftyOne dataset or view
         field: the embeddings field
         with_paths (False): also return the samples' filepaths
-        chunk_size (None): samples per read; ``None`` for
+        chunk_size (None): samples decoded at a time; ``None`` for
             :data:`LOAD_CHUNK_SIZE`
 
     Returns:
@@ -154,39 +157,165 @@ def load_vectors(samples, field, with_paths=False, chunk_size=None):
     """
     chunk_size = chunk_size or LOAD_CHUNK_SIZE
     n = count_samples(samples)
-    ids, paths, vectors, filled = [], [], None, 0
-    for start in range(0, n, chunk_size):
-        cids, cpaths, values = read_values(
-            samples.skip(start).limit(chunk_size), ["id", "filepath", field], field
-        )
-        valid = [i for i, v in enumerate(values) if v is not None]
-        if not valid:
-            continue
-        cids = [cids[i] for i in valid]
-        block = _stack_vectors([values[i] for i in valid], cids, field)
-        del values
-        if vectors is None:
-            vectors = np.empty((n - start, block.shape[1]), dtype=np.float32)
-            first = (cids[0], block.shape)
-        elif block.shape[1] != vectors.shape[1]:
+    out = _Filled(n, field, with_paths)
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    with ThreadPoolExecutor(workers) as pool:
+        pending = None
+        for cids, cpaths, values in _chunks(samples, field, n, chunk_size):
+            step = max(_MIN_PER_THREAD // 4, -(-len(values) // workers))
+            parts = [(i, values[i : i + step], pool.submit(_joined, values[i : i + step]))
+                     for i in range(0, len(values), step)]
+            if pending is not None:
+                out.add(*pending)
+            pending = (cids, cpaths, parts)
+        if pending is not None:
+            out.add(*pending)
+    return out.result()
+
+
+class _Filled:
+    """The array :func:`load_vectors` fills, chunk by chunk, with the ids
+    (and paths) of the samples that have a vector."""
+
+    def __init__(self, n, field, with_paths):
+        self.n, self.field, self.with_paths = n, field, with_paths
+        self.ids, self.paths, self.vectors, self.filled = [], [], None, 0
+
+    def add(self, cids, cpaths, parts):
+        """Adds a chunk: its ids, paths and ``(start, values, future)``
+        parts (the future gives :func:`_joined`'s result)."""
+        for start, values, joined in parts:
+            ids = cids[start : start + len(values)]
+            paths = cpaths[start : start + len(values)]
+            found = joined.result()
+            if found is None:  # not the common layout: value by value
+                values = _convert(values)
+                valid = [v is not None for v in values]
+                ids, paths = _where(ids, valid), _where(paths, valid)
+                block = _stack_vectors([v for v in values if v is not None], ids, self.field)
+            else:
+                valid, block = found
+                if valid is not None:
+                    ids, paths = _where(ids, valid), _where(paths, valid)
+                block = _checked(block, ids, self.field)
+            if len(block):
+                self._put(block, ids)
+                self.ids += ids
+                if self.with_paths:
+                    self.paths += paths
+
+    def _put(self, block, ids):
+        if self.vectors is None:
+            self.vectors = np.empty((max(self.n, len(block)), block.shape[1]), dtype=np.float32)
+            self.first = ids[0]
+        elif block.shape[1] != self.vectors.shape[1]:
             raise ValueError(
-                f"Field '{field}' holds embeddings of different sizes: "
-                f"sample {first[0]} has ({vectors.shape[1]},), sample "
-                f"{cids[0]} has ({block.shape[1]},); they must come from one "
+                f"Field '{self.field}' holds embeddings of different sizes: "
+                f"sample {self.first} has ({self.vectors.shape[1]},), sample "
+                f"{ids[0]} has ({block.shape[1]},); they must come from one "
                 "model"
             )
-        vectors[filled : filled + len(block)] = block
-        filled += len(block)
-        ids += cids
-        if with_paths:
-            paths += [cpaths[i] for i in valid]
-    if vectors is None:
-        vectors = np.zeros((0, 0), dtype=np.float32)
-    elif filled < len(vectors):
-        vectors = vectors[:filled].copy()
-    if with_paths:
-        return ids, vectors, paths
-    return ids, vectors
+        if self.filled + len(block) > len(self.vectors):  # more than counted
+            grown = np.empty((self.filled + len(block), self.vectors.shape[1]), np.float32)
+            grown[: self.filled] = self.vectors[: self.filled]
+            self.vectors = grown
+        self.vectors[self.filled : self.filled + len(block)] = block
+        self.filled += len(block)
+
+    def result(self):
+        vectors = self.vectors
+        if vectors is None:
+            vectors = np.zeros((0, 0), dtype=np.float32)
+        elif self.filled < len(vectors):
+            vectors = vectors[: self.filled].copy()
+        if self.with_paths:
+            return self.ids, vectors, self.paths
+        return self.ids, vectors
+
+
+def _where(items, keep):
+    return [x for x, ok in zip(items, keep) if ok]
+
+
+def _joined(values):
+    """``(valid, block)`` for values all FiftyOne's stored bytes of one 1-D
+    layout (or None): each inflated and joined into one 2-D array, with no
+    array per value; ``valid`` says which values are not None (``None``:
+    all are). ``None`` for anything else, which :func:`to_vector` reads."""
+    chunks, header, valid = [], None, None
+    for k, v in enumerate(values):
+        if v is None:
+            if valid is None:
+                valid = [True] * len(values)
+            valid[k] = False
+            continue
+        if not isinstance(v, bytes):
+            return None
+        try:
+            data = _inflate(v)
+        except (zlib.error, _InflateError):
+            return None
+        offset = _data_offset(data)
+        if header is None:
+            parsed = _parse_header(data) if offset else False
+            if not parsed:
+                return None
+            header, (dtype, count) = data[:offset], parsed
+            nbytes = count * dtype.itemsize
+        if len(data) != offset + nbytes or data[:offset] != header:
+            return None
+        chunks.append(memoryview(data)[offset:])
+    if header is None:
+        return valid, np.zeros((0, 0), dtype=np.float32)
+    block = np.frombuffer(b"".join(chunks), dtype=dtype).reshape(len(chunks), count)
+    return valid, block
+
+
+def _checked(block, ids, field):
+    """The block as float32, every value finite."""
+    block = block.astype(np.float32, copy=False)
+    bad = ~np.all(np.isfinite(block), axis=1)
+    if bad.any():
+        raise ValueError(
+            f"Field '{field}' has {int(bad.sum())} embedding(s) with NaN or "
+            f"infinite values (first: sample {ids[int(np.argmax(bad))]})"
+        )
+    return block
+
+
+def _chunks(samples, field, n, chunk_size):
+    """``(ids, filepaths, stored values)`` of each chunk of samples, read
+    through one database cursor (a skip and limit per chunk would scan the
+    skipped documents again, and FiftyOne's ``values()`` adds its own work
+    per value)."""
+    cursor = _vector_cursor(samples, field)
+    if cursor is None:  # pragma: no cover - another FiftyOne
+        for start in range(0, n, chunk_size):
+            yield samples.skip(start).limit(chunk_size).values(["id", "filepath", field], _raw=True)
+        return
+    with cursor:
+        while True:
+            docs = list(itertools.islice(cursor, chunk_size))
+            if not docs:
+                return
+            yield ([str(d["_id"]) for d in docs], [d.get("filepath") for d in docs],
+                   [d.get(field) for d in docs])
+
+
+def _vector_cursor(samples, field):
+    """A cursor over the samples' ``_id``, ``filepath`` and stored ``field``
+    (in the order ``values()`` gives), or ``None`` where the field's stored
+    name differs from its name or the collection cannot be aggregated."""
+    try:
+        stored = samples.get_field(field).db_field
+    except AttributeError:
+        return None
+    if stored != field or "." in field or not hasattr(samples, "_aggregate"):
+        return None
+    try:
+        return samples._aggregate(pipeline=[{"$project": {"filepath": True, field: True}}])
+    except TypeError:  # pragma: no cover - another FiftyOne
+        return None
 
 
 def _stack_vectors(values, ids, field):
