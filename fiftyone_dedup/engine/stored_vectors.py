@@ -136,10 +136,10 @@ LOAD_CHUNK_SIZE = 4096
 
 
 def load_vectors(samples, field, with_paths=False, chunk_size=None):
-    """Reads embeddings chunk by chunk into one float32 array, so that the
-    database's documents and the array are never all in memory at once.
-    The chunks come through one database cursor, each decoded in threads
-    while the next is read.
+    """Reads embeddings into one float32 array, chunk by chunk through one
+    database cursor, so that the database's documents and the array are
+    never all in memory at once. Threads inflate each chunk's stored values
+    straight into the array while the next chunk is read.
 
     Args:
         samples: a FiftyOne dataset or view
@@ -156,98 +156,134 @@ def load_vectors(samples, field, with_paths=False, chunk_size=None):
         ValueError: for vectors of different sizes, or not finite
     """
     chunk_size = chunk_size or LOAD_CHUNK_SIZE
-    n = count_samples(samples)
-    out = _Filled(n, field, with_paths)
+    out = _Filled(count_samples(samples), field)
     workers = max(1, min(os.cpu_count() or 1, 4))
+    ids, paths = [], []
     with ThreadPoolExecutor(workers) as pool:
         pending = None
-        for cids, cpaths, values in _chunks(samples, field, n, chunk_size):
-            step = max(_MIN_PER_THREAD // 4, -(-len(values) // workers))
-            parts = [(i, values[i : i + step], pool.submit(_joined, values[i : i + step]))
-                     for i in range(0, len(values), step)]
+        for cids, cpaths, values in _chunks(samples, field, chunk_size):
+            ids += cids
+            if with_paths:
+                paths += cpaths
             if pending is not None:
-                out.add(*pending)
-            pending = (cids, cpaths, parts)
+                out.finish(pending)
+            pending = out.start(values, cids, pool, workers)
         if pending is not None:
-            out.add(*pending)
-    return out.result()
+            out.finish(pending)
+    vectors, has = out.result()
+    if has is not None:
+        ids = [sid for sid, ok in zip(ids, has) if ok]
+        paths = [p for p, ok in zip(paths, has) if ok]
+    out.check_finite(vectors, ids)
+    if with_paths:
+        return ids, vectors, paths
+    return ids, vectors
 
 
 class _Filled:
-    """The array :func:`load_vectors` fills, chunk by chunk, with the ids
-    (and paths) of the samples that have a vector."""
+    """The array :func:`load_vectors` fills: one row per sample read, rows
+    of samples without a vector dropped at the end."""
 
-    def __init__(self, n, field, with_paths):
-        self.n, self.field, self.with_paths = n, field, with_paths
-        self.ids, self.paths, self.vectors, self.filled = [], [], None, 0
+    def __init__(self, n, field):
+        self.n, self.field = n, field
+        self.vectors, self.rows, self.layout = None, 0, None
+        self.has, self.first = [], None
 
-    def add(self, cids, cpaths, parts):
-        """Adds a chunk: its ids, paths and ``(start, values, future)``
-        parts (the future gives :func:`_joined`'s result)."""
-        for start, values, joined in parts:
-            ids = cids[start : start + len(values)]
-            paths = cpaths[start : start + len(values)]
-            found = joined.result()
-            if found is None:  # not the common layout: value by value
-                values = _convert(values)
-                valid = [v is not None for v in values]
-                ids, paths = _where(ids, valid), _where(paths, valid)
-                block = _stack_vectors([v for v in values if v is not None], ids, self.field)
+    def start(self, values, ids, pool, workers):
+        """Starts filling the next rows with a chunk's ``values`` in
+        threads; the parts to pass to :meth:`finish` (no part may be in
+        flight: the array may be replaced by a larger one)."""
+        row0 = self.rows
+        if self.layout is None:
+            self.layout = _layout(values)
+        if self.layout is not None and self.vectors is None:
+            self.vectors = np.empty((max(self.n, len(values)), self.layout[2]), np.float32)
+        if self.vectors is not None and row0 + len(values) > len(self.vectors):
+            # more samples than counted (added meanwhile): room for them
+            grown = np.empty((row0 + len(values), self.vectors.shape[1]), np.float32)
+            grown[:row0] = self.vectors[:row0]
+            self.vectors = grown
+        self.rows += len(values)
+        step = max(_MIN_PER_THREAD // 4, -(-len(values) // workers))
+        futures = []
+        for i in range(0, len(values), step):
+            part, part_ids = values[i : i + step], ids[i : i + step]
+            if self.layout is None:  # no stored bytes: value by value
+                futures.append((row0 + i, part, part_ids, None))
             else:
-                valid, block = found
-                if valid is not None:
-                    ids, paths = _where(ids, valid), _where(paths, valid)
-                block = _checked(block, ids, self.field)
-            if len(block):
-                self._put(block, ids)
-                self.ids += ids
-                if self.with_paths:
-                    self.paths += paths
+                futures.append((row0 + i, part, part_ids, pool.submit(
+                    _fill, part, self.vectors, row0 + i, self.layout)))
+        return futures
 
-    def _put(self, block, ids):
+    def finish(self, parts):
+        """Waits for a chunk's parts; reads those of another layout value by
+        value (which says what is wrong)."""
+        for row, values, ids, future in parts:
+            has = future.result() if future is not None else None
+            if has is None:
+                has = self._value_by_value(values, ids, row)
+            elif self.first is None and any(has):
+                self.first = ids[has.index(True)]
+            self.has += has
+
+    def _value_by_value(self, values, ids, row):
+        converted = _convert(values)
+        has = [v is not None for v in converted]
+        ids = [sid for sid, ok in zip(ids, has) if ok]
+        block = _stack_vectors([v for v in converted if v is not None], ids, self.field,
+                               check=False)
+        if not len(block):
+            return has
         if self.vectors is None:
-            self.vectors = np.empty((max(self.n, len(block)), block.shape[1]), dtype=np.float32)
-            self.first = ids[0]
-        elif block.shape[1] != self.vectors.shape[1]:
+            self.vectors = np.empty((max(self.n, self.rows), block.shape[1]), np.float32)
+        if block.shape[1] != self.vectors.shape[1]:
             raise ValueError(
                 f"Field '{self.field}' holds embeddings of different sizes: "
                 f"sample {self.first} has ({self.vectors.shape[1]},), sample "
                 f"{ids[0]} has ({block.shape[1]},); they must come from one "
                 "model"
             )
-        if self.filled + len(block) > len(self.vectors):  # more than counted
-            grown = np.empty((self.filled + len(block), self.vectors.shape[1]), np.float32)
-            grown[: self.filled] = self.vectors[: self.filled]
-            self.vectors = grown
-        self.vectors[self.filled : self.filled + len(block)] = block
-        self.filled += len(block)
+        if self.first is None:
+            self.first = ids[0]
+        self.vectors[[row + i for i, ok in enumerate(has) if ok]] = block
+        return has
 
     def result(self):
-        vectors = self.vectors
-        if vectors is None:
-            vectors = np.zeros((0, 0), dtype=np.float32)
-        elif self.filled < len(vectors):
-            vectors = vectors[: self.filled].copy()
-        if self.with_paths:
-            return self.ids, vectors, self.paths
-        return self.ids, vectors
+        """``(vectors, has)``: the rows of the samples with a vector, and
+        which samples have one (``None``: all)."""
+        if self.vectors is None or not any(self.has):
+            return np.zeros((0, 0), dtype=np.float32), (self.has or None)
+        if all(self.has):
+            return self.vectors[: self.rows], None
+        return _compact(self.vectors, self.has), self.has
+
+    def check_finite(self, vectors, ids, rows=8192):
+        """Raises if a vector holds NaN or an infinity (checked a slice at
+        a time: no array of flags as large as the vectors)."""
+        for i in range(0, len(vectors), rows):
+            if not np.isfinite(vectors[i : i + rows]).all():
+                _checked(vectors[i:], ids[i:], self.field)
 
 
-def _where(items, keep):
-    return [x for x, ok in zip(items, keep) if ok]
+def _compact(vectors, has):
+    """The rows where ``has`` is true, moved up in place (a copy would
+    hold the vectors twice)."""
+    keep = np.flatnonzero(np.asarray(has, dtype=bool))
+    runs = np.split(keep, np.flatnonzero(np.diff(keep) != 1) + 1)
+    filled = 0
+    for run in runs:
+        if len(run) and run[0] != filled:
+            vectors[filled : filled + len(run)] = vectors[run[0] : run[0] + len(run)]
+        filled += len(run)
+    return vectors[:filled]
 
 
-def _joined(values):
-    """``(valid, block)`` for values all FiftyOne's stored bytes of one 1-D
-    layout (or None): each inflated and joined into one 2-D array, with no
-    array per value; ``valid`` says which values are not None (``None``:
-    all are). ``None`` for anything else, which :func:`to_vector` reads."""
-    chunks, header, valid = [], None, None
-    for k, v in enumerate(values):
+def _layout(values):
+    """``(header, dtype, count)`` of the first stored vector among
+    ``values``, or ``None`` if none is FiftyOne's stored bytes of a 1-D
+    array of plain numbers."""
+    for v in values:
         if v is None:
-            if valid is None:
-                valid = [True] * len(values)
-            valid[k] = False
             continue
         if not isinstance(v, bytes):
             return None
@@ -256,19 +292,45 @@ def _joined(values):
         except (zlib.error, _InflateError):
             return None
         offset = _data_offset(data)
-        if header is None:
-            parsed = _parse_header(data) if offset else False
-            if not parsed:
-                return None
-            header, (dtype, count) = data[:offset], parsed
-            nbytes = count * dtype.itemsize
-        if len(data) != offset + nbytes or data[:offset] != header:
+        parsed = _parse_header(data) if offset else False
+        return (data[:offset], *parsed) if parsed else None
+    return None
+
+
+def _fill(values, vectors, row, layout):
+    """Inflates stored vectors of ``layout`` into ``vectors[row:]``.
+
+    Returns:
+        a list of bools (which values are vectors), or ``None`` if a value
+        has another form (the part is then read value by value)
+    """
+    header, dtype, count = layout
+    offset = len(header)
+    size = offset + count * dtype.itemsize
+    raw = dtype == np.float32
+    if raw:
+        out = memoryview(vectors.reshape(-1).view(np.uint8))
+        width = count * 4
+    has = []
+    for k, v in enumerate(values):
+        if v is None:
+            has.append(False)
+            continue
+        if not isinstance(v, bytes):
             return None
-        chunks.append(memoryview(data)[offset:])
-    if header is None:
-        return valid, np.zeros((0, 0), dtype=np.float32)
-    block = np.frombuffer(b"".join(chunks), dtype=dtype).reshape(len(chunks), count)
-    return valid, block
+        try:
+            data = _inflate(v)
+        except (zlib.error, _InflateError):
+            return None
+        if len(data) != size or not data.startswith(header):
+            return None
+        if raw:
+            at = (row + k) * width
+            out[at : at + width] = memoryview(data)[offset:]
+        else:
+            vectors[row + k] = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+        has.append(True)
+    return has
 
 
 def _checked(block, ids, field):
@@ -283,14 +345,14 @@ def _checked(block, ids, field):
     return block
 
 
-def _chunks(samples, field, n, chunk_size):
+def _chunks(samples, field, chunk_size):
     """``(ids, filepaths, stored values)`` of each chunk of samples, read
     through one database cursor (a skip and limit per chunk would scan the
     skipped documents again, and FiftyOne's ``values()`` adds its own work
     per value)."""
     cursor = _vector_cursor(samples, field)
     if cursor is None:  # pragma: no cover - another FiftyOne
-        for start in range(0, n, chunk_size):
+        for start in range(0, count_samples(samples), chunk_size):
             yield samples.skip(start).limit(chunk_size).values(["id", "filepath", field], _raw=True)
         return
     with cursor:
@@ -318,9 +380,10 @@ def _vector_cursor(samples, field):
         return None
 
 
-def _stack_vectors(values, ids, field):
+def _stack_vectors(values, ids, field, check=True):
     """Stacks a list of vectors into a float32 array, emptying the list as
-    it goes (so the vectors are never held twice)."""
+    it goes (so the vectors are never held twice); ``check``: raise for NaN
+    or infinite values."""
     if not values:
         return np.zeros((0, 0), dtype=np.float32)
     first = _as_vector(values[0], ids[0], field)
@@ -338,6 +401,8 @@ def _stack_vectors(values, ids, field):
                 f"{shape}; they must come from one model"
             ) from None
         values[k] = None
+    if not check:
+        return vectors
     bad = ~np.all(np.isfinite(vectors), axis=1)
     if bad.any():
         raise ValueError(
