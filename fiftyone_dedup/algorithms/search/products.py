@@ -103,10 +103,11 @@ def resolve_similarity_method(method="auto"):
 
 #: with ``method="auto"``, searches of at most this many multiply-adds
 #: (queries x keys x dimensions; a self-search computes half) run on numpy's
-#: float32 products when torch is not imported yet: importing it costs more
-#: (1.6 s here, and hundreds of MB) than it saves. 10k x 1280: numpy ~1 s,
-#: torch's bfloat16 0.2 s after its import
-NUMPY_MAX_WORK = 2e11
+#: float32 products when torch is not imported yet: importing it costs
+#: 1.6 s here and about 500 MB. A find of 20k x 1280 from a field took 2.3 s
+#: either way (547 MB on numpy, 1039 MB with torch); at 30k, torch's
+#: bfloat16 was 1.5 s faster. About 21k x 1280 for a self-search.
+NUMPY_MAX_WORK = 6e11
 
 
 def import_torch_soon(work):
