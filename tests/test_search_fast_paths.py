@@ -77,6 +77,28 @@ def test_a_bad_vector_is_named_by_its_sample(mixed):
         ds.delete()
 
 
+@pytest.mark.parametrize("at", [5, 700])
+def test_vectors_of_another_size_are_named_in_any_chunk(at):
+    """A vector of another size in the first chunk or a later one (whose
+    layout is then the other) is refused, naming its sample."""
+    rng = np.random.default_rng(6)
+    vectors = [rng.standard_normal(8).astype(np.float32) for _ in range(900)]
+    vectors[at] = rng.standard_normal(6).astype(np.float32)
+    if at == 700:
+        vectors[600:] = [rng.standard_normal(6).astype(np.float32) for _ in range(300)]
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath=f"/x/{i}.jpg") for i in range(len(vectors))])
+        ds.add_sample_field("emb", fo.VectorField)
+        ds.set_values("emb", vectors)
+        ids = ds.values("id")
+        first_other = ids[600] if at == 700 else ids[at]
+        with pytest.raises(ValueError, match=f"different sizes.*sample {first_other} has"):
+            stored_vectors.load_vectors(ds, "emb", chunk_size=600)
+    finally:
+        ds.delete()
+
+
 def test_result_fields_written_in_one_update_per_sample_read_back():
     rng = np.random.default_rng(9)
     x = rng.standard_normal((40, 32)).astype(np.float32)

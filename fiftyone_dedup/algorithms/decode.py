@@ -32,13 +32,28 @@ DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
 _PIL_GUARD_LOCK = threading.Lock()
 
-try:  # HEIC/HEIF (iPhone photos) when pillow-heif is installed
-    import pillow_heif
+#: whether pillow-heif's HEIC/HEIF opener (iPhone photos) is registered;
+#: ``None`` until the first image is opened (its import costs ~6 ms, which
+#: a search of stored encodings need not pay)
+HEIF = None
 
-    pillow_heif.register_heif_opener()
-    HEIF = True
-except Exception:  # noqa: BLE001 - optional decoder
-    HEIF = False
+
+def register_heif():
+    """Registers pillow-heif's opener with PIL once, if it is installed.
+
+    Returns:
+        whether HEIC/HEIF files can be decoded
+    """
+    global HEIF
+    if HEIF is None:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            HEIF = True
+        except Exception:  # noqa: BLE001 - optional decoder
+            HEIF = False
+    return HEIF
 
 _HEIF_EXTENSIONS = (".heic", ".heif", ".avif")
 
@@ -133,6 +148,7 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False)
     reason = not_regular_reason(path)
     if reason:
         raise DecodeError(reason)
+    heif = register_heif()
     try:
         with _bomb_guard_disabled():
             img = Image.open(path)
@@ -148,7 +164,7 @@ def open_image(path, draft_size=None, max_pixels=DEFAULT_MAX_PIXELS, luma=False)
         size = _file_size(path)
         if size == 0:
             raise DecodeError("empty file (0 bytes)") from None
-        if not HEIF and str(path).lower().endswith(_HEIF_EXTENSIONS):
+        if not heif and str(path).lower().endswith(_HEIF_EXTENSIONS):
             raise DecodeError(
                 "HEIC/HEIF image, and no decoder is installed (pip install pillow-heif)"
             ) from None

@@ -31,6 +31,8 @@ import os
 
 import numpy as np
 
+from fiftyone_dedup.algorithms import decode
+
 logger = logging.getLogger(__name__)
 
 #: the named keep policies
@@ -240,6 +242,7 @@ def _resolution_preference(samples, ids):
         readable = [i for i, p in zip(mids, paths) if os.path.isfile(p)]
         logger.info("Reading image sizes of %d sample(s)", len(readable))
         if readable:
+            decode.register_heif()  # FiftyOne reads the sizes with PIL
             samples.select(readable).compute_metadata()
     widths = _values_for(samples, ids, "metadata.width")
     heights = _values_for(samples, ids, "metadata.height")

@@ -205,10 +205,13 @@ class _Filled:
             self.vectors = grown
         self.rows += len(values)
         step = max(_MIN_PER_THREAD // 4, -(-len(values) // workers))
+        # the layout must fill rows of the array's width (else: value by
+        # value, which names the sample of the other size)
+        fast = self.layout is not None and self.layout[2] == self.vectors.shape[1]
         futures = []
         for i in range(0, len(values), step):
             part, part_ids = values[i : i + step], ids[i : i + step]
-            if self.layout is None:  # no stored bytes: value by value
+            if not fast:
                 futures.append((row0 + i, part, part_ids, None))
             else:
                 futures.append((row0 + i, part, part_ids, pool.submit(
