@@ -233,8 +233,7 @@ class _Filled:
         converted = _convert(values)
         has = [v is not None for v in converted]
         ids = [sid for sid, ok in zip(ids, has) if ok]
-        block = _stack_vectors([v for v in converted if v is not None], ids, self.field,
-                               check=False)
+        block = _stack_vectors([v for v in converted if v is not None], ids, self.field)
         if not len(block):
             return has
         if self.vectors is None:
@@ -337,15 +336,13 @@ def _fill(values, vectors, row, layout):
 
 
 def _checked(block, ids, field):
-    """The block as float32, every value finite."""
-    block = block.astype(np.float32, copy=False)
+    """Raises if a row of ``block`` is not finite, naming the first's sample."""
     bad = ~np.all(np.isfinite(block), axis=1)
     if bad.any():
         raise ValueError(
             f"Field '{field}' has {int(bad.sum())} embedding(s) with NaN or "
             f"infinite values (first: sample {ids[int(np.argmax(bad))]})"
         )
-    return block
 
 
 def _chunks(samples, field, chunk_size):
@@ -383,10 +380,10 @@ def _vector_cursor(samples, field):
         return None
 
 
-def _stack_vectors(values, ids, field, check=True):
+def _stack_vectors(values, ids, field):
     """Stacks a list of vectors into a float32 array, emptying the list as
-    it goes (so the vectors are never held twice); ``check``: raise for NaN
-    or infinite values."""
+    it goes (so the vectors are never held twice); :func:`load_vectors`
+    checks that they are finite."""
     if not values:
         return np.zeros((0, 0), dtype=np.float32)
     first = _as_vector(values[0], ids[0], field)
@@ -404,14 +401,6 @@ def _stack_vectors(values, ids, field, check=True):
                 f"{shape}; they must come from one model"
             ) from None
         values[k] = None
-    if not check:
-        return vectors
-    bad = ~np.all(np.isfinite(vectors), axis=1)
-    if bad.any():
-        raise ValueError(
-            f"Field '{field}' has {int(bad.sum())} embedding(s) with NaN or "
-            f"infinite values (first: sample {ids[int(np.argmax(bad))]})"
-        )
     return vectors
 
 
