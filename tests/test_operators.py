@@ -322,6 +322,23 @@ def _panel_event(dataset, method, state, **params):
     return [(r["operator_uri"].split("/")[-1], r["params"]) for r in executor.to_json()["requests"]]
 
 
+def _find_view(output, component):
+    """The view of the rendered panel's property drawn by ``component``."""
+    if isinstance(output, dict):
+        if output.get("component") == component:
+            return output
+        items = output.values()
+    elif isinstance(output, list):
+        items = output
+    else:
+        return None
+    for item in items:
+        found = _find_view(item, component)
+        if found is not None:
+            return found
+    return None
+
+
 def test_review_panel_ignores_inputs_reporting_the_value_they_hold(moving):
     """The App reports an input's value when it draws it; rendering for that
     event, from its older state, could undo a step on screen."""
@@ -338,3 +355,16 @@ def test_review_panel_ignores_inputs_reporting_the_value_they_hold(moving):
     ops = _panel_event(ds, "next_group", {"run_key": "dedup", "index": 0})
     assert ops[0] == ("patch_panel_state", {"panel_id": "panel-1", "state": {"index": 1}})
     assert "Group 2 of 2" in str(ops[-1][1])
+    # keys and buttons step from the group shown when they were used (their
+    # params), and decide on it, whatever the state became meanwhile
+    keys = _find_view(ops[-1][1]["output"], "DedupReviewKeys")
+    assert keys["params"] == {"index": 1, "group": fod.review_groups(ds)[1]["group"]}
+    ops = _panel_event(ds, "next_group", {"run_key": "dedup", "index": 0}, index=1)
+    assert ops[0] == ("patch_panel_state", {"panel_id": "panel-1", "state": {"index": 0}})
+    shown = fod.review_groups(ds)[1]
+    ops = _panel_event(ds, "key_not_duplicate", {"run_key": "dedup", "index": 0},
+                       **keys["params"])
+    name = os.path.basename(shown["duplicates"][0]["filepath"])
+    assert any(n == "notify" and p["message"] == f"{name}: not duplicate" for n, p in ops)
+    assert fod.review_groups(ds)[1]["duplicates"][0]["role"] == "not_duplicate"
+    assert fod.review_groups(ds)[0]["duplicates"][0]["role"] == "duplicate"

@@ -136,10 +136,17 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.threshold = None
         ctx.panel.state.bin = None
 
+    def _shown_index(self, ctx):
+        """The group the panel showed when the key or button was used (its
+        view's params), else the state's: a step or decision acts on what
+        the person saw, whatever render or reload came in between."""
+        index = ctx.params.get("index")
+        return int(ctx.panel.state.index or 0) if index is None else int(index)
+
     def _step(self, ctx, delta):
         _, groups = self._groups(ctx)
         if groups:
-            ctx.panel.state.index = (int(ctx.panel.state.index or 0) + delta) % len(groups)
+            ctx.panel.state.index = (self._shown_index(ctx) + delta) % len(groups)
 
     def next_group(self, ctx):
         self._step(ctx, 1)
@@ -151,7 +158,11 @@ class ReviewPanel(foo.Panel):
         _, groups = self._groups(ctx)
         if not groups:
             return None
-        return groups[int(ctx.panel.state.index or 0) % len(groups)]
+        group = ctx.params.get("group")
+        for g in groups if group is not None else ():
+            if g["group"] == group:
+                return g
+        return groups[self._shown_index(ctx) % len(groups)]
 
     def key_group(self, ctx, decision):
         g = self._current(ctx)
@@ -320,16 +331,19 @@ class ReviewPanel(foo.Panel):
             return types.Property(panel, view=types.GridView(orientation="vertical"))
         i = int(ctx.panel.state.index or 0) % len(groups)
         g = groups[i]
+        shown = {"index": i, "group": g["group"]}
         panel.view("keys", types.View(
-            component="DedupReviewKeys", composite_view=True, hint=KEYS_HINT,
+            component="DedupReviewKeys", composite_view=True, hint=KEYS_HINT, params=shown,
             on_next=self.next_group, on_previous=self.previous_group,
             on_accept=self.key_accept, on_reject=self.key_reject,
             on_not_duplicate=self.key_not_duplicate, on_keep=self.key_keep,
         ))
         nav = panel.h_stack("nav", align_x="left", gap=2)
-        nav.btn("previous", label="Previous group", icon="arrow_back", on_click=self.previous_group)
+        nav.btn("previous", label="Previous group", icon="arrow_back",
+                on_click=self.previous_group, params=shown)
         nav.md(f"**Group {i + 1} of {len(groups)}** (group {g['group']})", name="position")
-        nav.btn("next", label="Next group", icon="arrow_forward", on_click=self.next_group)
+        nav.btn("next", label="Next group", icon="arrow_forward",
+                on_click=self.next_group, params=shown)
         bulk = panel.h_stack("bulk", align_x="left", gap=2)
         bulk.btn("accept_group", label="Accept group", on_click=self.decide_group,
                  params={"group": g["group"], "decision": "accept"})
