@@ -159,10 +159,8 @@ class ReviewPanel(foo.Panel):
         if not groups:
             return None
         group = ctx.params.get("group")
-        for g in groups if group is not None else ():
-            if g["group"] == group:
-                return g
-        return groups[self._shown_index(ctx) % len(groups)]
+        shown = [g for g in groups if group is not None and g["group"] == group]
+        return shown[0] if shown else groups[self._shown_index(ctx) % len(groups)]
 
     def key_group(self, ctx, decision):
         g = self._current(ctx)

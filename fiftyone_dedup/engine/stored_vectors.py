@@ -287,16 +287,24 @@ def _layout(values):
     for v in values:
         if v is None:
             continue
-        if not isinstance(v, bytes):
-            return None
-        try:
-            data = _inflate(v)
-        except (zlib.error, _InflateError):
+        data = _inflated(v)
+        if data is None:
             return None
         offset = _data_offset(data)
         parsed = _parse_header(data) if offset else False
         return (data[:offset], *parsed) if parsed else None
     return None
+
+
+def _inflated(value):
+    """A stored value's inflated bytes, or ``None`` if it is not FiftyOne's
+    compressed bytes (:func:`to_vector` then reads it and says why)."""
+    if not isinstance(value, bytes):
+        return None
+    try:
+        return _inflate(value)
+    except (zlib.error, _InflateError):
+        return None
 
 
 def _fill(values, vectors, row, layout):
@@ -318,13 +326,8 @@ def _fill(values, vectors, row, layout):
         if v is None:
             has.append(False)
             continue
-        if not isinstance(v, bytes):
-            return None
-        try:
-            data = _inflate(v)
-        except (zlib.error, _InflateError):
-            return None
-        if len(data) != size or not data.startswith(header):
+        data = _inflated(v)
+        if data is None or len(data) != size or not data.startswith(header):
             return None
         if raw:
             at = (row + k) * width
